@@ -1,0 +1,40 @@
+# Kennel: two commands on a fresh machine.
+#   make up      set the machine up, build both images, run the local stack (docker compose)
+#   make test    set the machine up, build both images, lint, run every test layer
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+VENV := .venv
+PY := $(VENV)/bin/python
+COMPOSE := docker compose
+
+.PHONY: up test setup build lint format down clean
+
+up: build
+	$(COMPOSE) up
+
+test: build lint
+	$(PY) -m pytest
+
+# scripts/setup.sh is idempotent and fast when everything is in place; each target that needs the
+# machine calls it, so no target depends on an earlier one having been run by hand.
+setup:
+	scripts/setup.sh
+
+build: setup
+	$(PY) -m deploy.images build
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: setup
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+down:
+	$(COMPOSE) down
+
+clean:
+	-$(COMPOSE) down --volumes --remove-orphans
+	-docker image rm kennel-train:local kennel-serve:local
+	rm -rf $(VENV) .kennel .pytest_cache .ruff_cache

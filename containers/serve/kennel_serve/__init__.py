@@ -1,0 +1,1 @@
+"""Kennel's serving container: the SageMaker hosting contract on FastAPI and ONNX Runtime."""

@@ -1,0 +1,1 @@
+"""Kennel's training container."""

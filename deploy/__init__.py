@@ -1,0 +1,1 @@
+"""Kennel's deploy tooling: images, AWS resources, and the local stack."""

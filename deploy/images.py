@@ -1,0 +1,112 @@
+"""Build Kennel's two images with the Docker SDK and report what the layer cache saved.
+
+    python -m deploy.images build            # both images, BASE_IMAGE from scripts/setup.sh
+    python -m deploy.images build serve      # one of them
+"""
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTEXTS = {"train": ROOT / "containers" / "train", "serve": ROOT / "containers" / "serve"}
+UPSTREAM_BASE = "python:3.11-slim-bookworm"
+
+
+class BuildError(RuntimeError):
+    """A failed `docker build`; the message ends with the build's last output lines."""
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    name: str
+    tag: str
+    image_id: str
+    steps: int
+    cached_steps: int
+    seconds: float
+    size_bytes: int
+    base_image: str
+    base_size_bytes: int
+
+    def summary(self) -> str:
+        added = (self.size_bytes - self.base_size_bytes) / 1e6
+        return (
+            f"{self.name}: {self.tag} in {self.seconds:.1f} s, {self.cached_steps}/{self.steps} steps from cache, "
+            f"{self.size_bytes / 1e6:.0f} MB ({added:+.0f} MB on {self.base_image})"
+        )
+
+
+def image_tag(name: str) -> str:
+    return f"kennel-{name}:{os.environ.get('KENNEL_TAG', 'local')}"
+
+
+def base_image() -> str:
+    """The base chosen by scripts/setup.sh, or BASE_IMAGE from the environment, or the upstream default."""
+    if os.environ.get("BASE_IMAGE"):
+        return os.environ["BASE_IMAGE"]
+    chosen = ROOT / ".kennel" / "base-image"
+    return chosen.read_text().strip() if chosen.is_file() else UPSTREAM_BASE
+
+
+def build(name: str, base: str | None = None, client: docker.DockerClient | None = None) -> BuiltImage:
+    client = client or docker.from_env()
+    base = base or base_image()
+    tag = image_tag(name)
+    started = time.monotonic()
+    steps = cached = 0
+    tail: list[str] = []
+    image_id = ""
+    for chunk in client.api.build(
+        path=str(CONTEXTS[name]), tag=tag, buildargs={"BASE_IMAGE": base}, rm=True, forcerm=True, decode=True
+    ):
+        if "error" in chunk:
+            raise BuildError(f"building {tag} failed: {chunk['error'].strip()}\n" + "".join(tail[-20:]))
+        line = chunk.get("stream", "")
+        if line.startswith("Step "):
+            steps += 1
+        elif "Using cache" in line:
+            cached += 1
+        if line.strip():
+            tail.append(line)
+        image_id = chunk.get("aux", {}).get("ID", image_id)
+    image = client.images.get(tag)
+    return BuiltImage(
+        name=name,
+        tag=tag,
+        image_id=image_id or image.id,
+        steps=steps,
+        cached_steps=cached,
+        seconds=time.monotonic() - started,
+        size_bytes=image.attrs["Size"],
+        base_image=base,
+        base_size_bytes=client.images.get(base).attrs["Size"],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy.images", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    cmd = sub.add_parser("build", help="build the images from containers/")
+    cmd.add_argument("names", nargs="*", metavar="NAME", help="train and/or serve (default: both)")
+    args = parser.parse_args(argv)
+    unknown = set(args.names) - set(CONTEXTS)
+    if unknown:
+        parser.error(f"unknown image {', '.join(sorted(unknown))}; choose from {', '.join(CONTEXTS)}")
+    for name in args.names or list(CONTEXTS):
+        print(f"images: building {image_tag(name)} from containers/{name} ...", flush=True)
+        try:
+            print("images: " + build(name).summary(), flush=True)
+        except BuildError as err:
+            print(f"images: {err}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

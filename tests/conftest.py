@@ -1,0 +1,75 @@
+"""Shared fixtures. Container tests build the images once per session through deploy.images, the same
+code `make build` runs, so a test always exercises the current Dockerfiles and sources."""
+
+import time
+from collections.abc import Iterator
+
+import docker
+import httpx
+import pytest
+
+from deploy import images
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> docker.DockerClient:
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as err:
+        pytest.fail(f"no Docker engine answers ({err}); run `make test`, which starts one")
+    return client
+
+
+@pytest.fixture(scope="session")
+def built_images(docker_client) -> dict[str, images.BuiltImage]:
+    return {name: images.build(name, client=docker_client) for name in images.CONTEXTS}
+
+
+@pytest.fixture(scope="session")
+def serve_image(built_images) -> str:
+    return built_images["serve"].tag
+
+
+@pytest.fixture(scope="session")
+def train_image(built_images) -> str:
+    return built_images["train"].tag
+
+
+def wait_for_http(url: str, timeout: float = 60.0, ok=lambda r: True) -> httpx.Response:
+    """Polls `url` until it answers and `ok(response)` holds; fails the test with the last error."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(url, timeout=2.0)
+            if ok(response):
+                return response
+            last = f"HTTP {response.status_code}: {response.text[:200]}"
+        except httpx.HTTPError as err:
+            last = err
+        time.sleep(0.2)
+    pytest.fail(f"{url} did not answer as expected within {timeout:.0f} s: {last}")
+
+
+@pytest.fixture
+def run_container(docker_client) -> Iterator:
+    """Starts detached containers and removes them, with their logs shown if the test failed."""
+    started = []
+
+    def run(image: str, command=None, **kwargs):
+        container = docker_client.containers.run(image, command, detach=True, **kwargs)
+        started.append(container)
+        return container
+
+    yield run
+    for container in started:
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+
+def published_port(container, port: str = "8080/tcp") -> int:
+    container.reload()
+    return int(container.attrs["NetworkSettings"]["Ports"][port][0]["HostPort"])
