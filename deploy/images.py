@@ -1,7 +1,7 @@
 """Build Kennel's two images with the Docker SDK and report what the layer cache saved.
 
-    python -m deploy.images build            # both images, BASE_IMAGE from scripts/setup.sh
-    python -m deploy.images build serve      # one of them
+python -m deploy.images build            # both images, BASE_IMAGE from scripts/setup.sh
+python -m deploy.images build serve      # one of them
 """
 
 import argparse
@@ -37,7 +37,8 @@ class BuiltImage:
     def summary(self) -> str:
         added = (self.size_bytes - self.base_size_bytes) / 1e6
         return (
-            f"{self.name}: {self.tag} in {self.seconds:.1f} s, {self.cached_steps}/{self.steps} steps from cache, "
+            f"{self.name}: {self.tag} in {self.seconds:.1f} s, "
+            f"{self.cached_steps}/{self.steps} steps from cache, "
             f"{self.size_bytes / 1e6:.0f} MB ({added:+.0f} MB on {self.base_image})"
         )
 
@@ -54,7 +55,10 @@ def base_image() -> str:
     return chosen.read_text().strip() if chosen.is_file() else UPSTREAM_BASE
 
 
-def build(name: str, base: str | None = None, client: docker.DockerClient | None = None) -> BuiltImage:
+def build(
+    name: str, base: str | None = None, client: docker.DockerClient | None = None, progress=None
+) -> BuiltImage:
+    """Builds containers/NAME as kennel-NAME:TAG; `progress` receives each build step's line."""
     client = client or docker.from_env()
     base = base or base_image()
     tag = image_tag(name)
@@ -70,6 +74,8 @@ def build(name: str, base: str | None = None, client: docker.DockerClient | None
         line = chunk.get("stream", "")
         if line.startswith("Step "):
             steps += 1
+            if progress:
+                progress(line.strip())
         elif "Using cache" in line:
             cached += 1
         if line.strip():
@@ -101,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.names or list(CONTEXTS):
         print(f"images: building {image_tag(name)} from containers/{name} ...", flush=True)
         try:
-            print("images: " + build(name).summary(), flush=True)
+            built = build(name, progress=lambda step: print(f"images:   {step[:110]}", flush=True))
+            print("images: " + built.summary(), flush=True)
         except BuildError as err:
             print(f"images: {err}", file=sys.stderr)
             return 1

@@ -1,6 +1,7 @@
 """Shared fixtures. Container tests build the images once per session through deploy.images, the same
 code `make build` runs, so a test always exercises the current Dockerfiles and sources."""
 
+import contextlib
 import time
 from collections.abc import Iterator
 
@@ -54,7 +55,7 @@ def wait_for_http(url: str, timeout: float = 60.0, ok=lambda r: True) -> httpx.R
 
 @pytest.fixture
 def run_container(docker_client) -> Iterator:
-    """Starts detached containers and removes them, with their logs shown if the test failed."""
+    """Starts detached containers and removes them when the test ends."""
     started = []
 
     def run(image: str, command=None, **kwargs):
@@ -64,10 +65,8 @@ def run_container(docker_client) -> Iterator:
 
     yield run
     for container in started:
-        try:
+        with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
-        except docker.errors.NotFound:
-            pass
 
 
 def published_port(container, port: str = "8080/tcp") -> int:
