@@ -1,0 +1,251 @@
+"""Fetches an image from a client-supplied URL without letting the URL reach anything it should not.
+
+Used by proxy.py for `{"url": "https://..."}` bodies; part of the Lambda zip (standard library only).
+
+    fetcher = UrlFetcher(FetchPolicy(allowed_hosts=frozenset({"images.example.com"}), max_bytes=6 << 20,
+                                     connect_timeout_s=2.0, read_timeout_s=5.0))
+    image = fetcher.fetch("https://images.example.com/dog.jpg")
+
+The rules, each enforced on every hop of a redirect chain:
+- https only, no credentials in the URL;
+- the host (and port, 443 unless the allow-list names another) must be on the allow-list;
+- every address the host resolves to must be public (no private, loopback, link-local, shared or reserved
+  ranges), and the connection goes to an address that was checked, so a second DNS answer cannot swap in
+  another one; TLS still verifies the certificate against the host name;
+- at most `max_bytes` of body, a connect timeout per connection and one deadline for the whole fetch.
+"""
+
+import http.client
+import ipaddress
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 3
+CHUNK_BYTES = 64 * 1024
+
+
+class FetchError(Exception):
+    """A fetch that did not produce an image; `status` and `type` say how the proxy answers."""
+
+    status = 502
+    type = "url_fetch_failed"
+
+
+class UrlNotAllowed(FetchError):
+    status = 400
+    type = "url_not_allowed"
+
+
+class ImageTooLarge(FetchError):
+    status = 413
+    type = "image_too_large"
+
+
+class FetchTimeout(FetchError):
+    status = 504
+    type = "url_fetch_timeout"
+
+
+class NotAnImage(FetchError):
+    status = 415
+    type = "unsupported_media_type"
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """Hosts are lower-case names or IP literals, `host` for port 443 or `host:port` for another port."""
+
+    allowed_hosts: frozenset[str]
+    max_bytes: int
+    connect_timeout_s: float
+    read_timeout_s: float
+
+
+@dataclass(frozen=True)
+class FetchedImage:
+    body: bytes
+    content_type: str
+
+
+def is_public_address(address: IPAddress) -> bool:
+    """True for globally routable unicast addresses; IPv4 embedded in IPv6 is judged as IPv4."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is not None:
+            address = embedded
+    return address.is_global and not address.is_multicast
+
+
+def resolve_host(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to for TCP, in the resolver's order, without duplicates."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """An HTTPS connection to a host name that connects to one already-checked address."""
+
+    def __init__(self, host: str, port: int, address: str, context: ssl.SSLContext, timeout: float):
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._address = address
+        self._tls = context
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self._address, self.port), self.timeout)
+        try:
+            self.sock = self._tls.wrap_socket(raw, server_hostname=self.host)
+        except BaseException:
+            raw.close()
+            raise
+
+
+class UrlFetcher:
+    """Fetches images under a FetchPolicy.
+
+    `address_allowed`, `resolve` and `ssl_context` exist so that tests can serve images from 127.0.0.1
+    with their own certificate; the proxy builds its fetcher from the policy alone, so neither
+    configuration nor a request can relax the address rule.
+    """
+
+    def __init__(
+        self,
+        policy: FetchPolicy,
+        *,
+        address_allowed: Callable[[IPAddress], bool] = is_public_address,
+        resolve: Callable[[str, int], list[str]] = resolve_host,
+        ssl_context: ssl.SSLContext | None = None,
+    ):
+        self.policy = policy
+        self._address_allowed = address_allowed
+        self._resolve = resolve
+        self._ssl_context = ssl_context or ssl.create_default_context()
+
+    def fetch(self, url: str) -> FetchedImage:
+        deadline = time.monotonic() + self.policy.read_timeout_s
+        for _ in range(MAX_REDIRECTS + 1):
+            host, port, target = self._check_url(url)
+            addresses = self._checked_addresses(host, port)
+            try:
+                result = self._get(host, port, target, addresses, deadline)
+            except TimeoutError as err:
+                raise FetchTimeout("the image URL did not answer in time") from err
+            except ssl.SSLError as err:
+                raise FetchError("TLS with the image host failed") from err
+            except (OSError, http.client.HTTPException) as err:
+                raise FetchError("the image URL could not be fetched") from err
+            if isinstance(result, FetchedImage):
+                return result
+            url = urljoin(url, result)
+        raise FetchError(f"more than {MAX_REDIRECTS} redirects")
+
+    def _check_url(self, url: str) -> tuple[str, int, str]:
+        try:
+            parts = urlsplit(url)
+            port = parts.port or 443
+        except ValueError as err:
+            raise UrlNotAllowed("the URL is malformed") from err
+        if parts.scheme.lower() != "https":
+            raise UrlNotAllowed("only https URLs are fetched")
+        if parts.username is not None or parts.password is not None:
+            raise UrlNotAllowed("URLs with credentials are not fetched")
+        host = (parts.hostname or "").rstrip(".")
+        key = host if port == 443 else f"{host}:{port}"
+        if not host or key not in self.policy.allowed_hosts:
+            raise UrlNotAllowed(f"the host {key!r} is not on the allow-list")
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return host, port, target
+
+    def _checked_addresses(self, host: str, port: int) -> list[str]:
+        try:
+            addresses = self._resolve(host, port)
+        except OSError as err:
+            raise FetchError(f"the host {host!r} could not be resolved") from err
+        if not addresses:
+            raise FetchError(f"the host {host!r} has no addresses")
+        for address in addresses:
+            # A scope id (fe80::1%eth0) is not part of the address.
+            if not self._address_allowed(ipaddress.ip_address(address.split("%", 1)[0])):
+                raise UrlNotAllowed(f"the host {host!r} resolves to a non-public address")
+        return addresses
+
+    def _get(
+        self, host: str, port: int, target: str, addresses: list[str], deadline: float
+    ) -> FetchedImage | str:
+        """The image, or the Location of a redirect."""
+        connection = self._connect(host, port, addresses, deadline)
+        try:
+            connection.request("GET", target, headers={"Accept": "image/*", "User-Agent": "kennel-proxy"})
+            response = connection.getresponse()
+            if response.status in REDIRECT_STATUSES:
+                location = response.getheader("Location")
+                if not location:
+                    raise FetchError(f"a redirect (HTTP {response.status}) without a Location")
+                return location
+            if response.status != 200:
+                raise FetchError(f"the image URL answered HTTP {response.status}")
+            content_type = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
+            if (
+                content_type
+                and not content_type.startswith("image/")
+                and content_type
+                not in {
+                    "application/octet-stream",
+                    "application/x-image",
+                }
+            ):
+                raise NotAnImage(f"the image URL returned {content_type!r}, not an image")
+            body = self._read_capped(connection, response, deadline)
+            image_type = content_type if content_type.startswith("image/") else "application/x-image"
+            return FetchedImage(body=body, content_type=image_type)
+        finally:
+            connection.close()
+
+    def _connect(self, host: str, port: int, addresses: list[str], deadline: float) -> _PinnedHTTPSConnection:
+        last: OSError | None = None
+        for address in addresses:
+            timeout = min(self.policy.connect_timeout_s, _remaining(deadline))
+            connection = _PinnedHTTPSConnection(host, port, address, self._ssl_context, timeout)
+            try:
+                connection.connect()
+            except ssl.SSLError:
+                connection.close()
+                raise
+            except OSError as err:
+                connection.close()
+                last = err
+                continue
+            connection.sock.settimeout(_remaining(deadline))
+            return connection
+        assert last is not None
+        raise last
+
+    def _read_capped(
+        self, connection: _PinnedHTTPSConnection, response: http.client.HTTPResponse, deadline: float
+    ) -> bytes:
+        cap = self.policy.max_bytes
+        if response.length is not None and response.length > cap:
+            raise ImageTooLarge(f"the image is larger than {cap} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            connection.sock.settimeout(_remaining(deadline))
+            chunk = response.read1(CHUNK_BYTES)
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > cap:
+                raise ImageTooLarge(f"the image is larger than {cap} bytes")
+            chunks.append(chunk)
+
+
+def _remaining(deadline: float) -> float:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("fetch deadline passed")
+    return remaining
