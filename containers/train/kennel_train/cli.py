@@ -1,15 +1,59 @@
-"""`train`: the training container's entry point.
+"""`train`: the training container's entry point. Every option is a flag and a hyperparameter.
 
-    docker run kennel-train train                                   # a SageMaker training job runs this
-    docker run -v ~/dogImages:/opt/ml/input/data/training -v ~/model:/opt/ml/model kennel-train train
+    docker run kennel-train train                       # a SageMaker training job runs exactly this
+    docker run --gpus all -v ~/dogImages:/opt/ml/input/data/training -v ~/model:/opt/ml/model \\
+        kennel-train train --epochs 10                  # EC2 or a workstation, flags only
+    docker run kennel-train train --backbone resnet18 --weights none --nproc-per-node 2   # 2 CPU processes
 """
 
-import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
 
-import torch
+from kennel_train import dist as distributed
+from kennel_train.config import ConfigError, build_parser
+from kennel_train.engine import Stopped
+from kennel_train.engine import main as train_main
+from kennel_train.failure import clear_failure, describe, write_failure
+from kennel_train.sagemaker import load_config
+
+EPILOG = """\
+precedence: flags > hyperparameters.json (JSON-encoded or raw strings) > /opt/ml and SM_* > defaults.
+data: DATA holds train/ valid/ test/, or separate `train`, `validation`, `test` channels are used.
+output: the model directory in MODEL_DIR (model.onnx, manifest.json, model.pth, metric_definitions.json);
+on failure the reason in OUTPUT_DIR/failure and a non-zero exit.
+"""
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="train", description=__doc__.strip().splitlines()[0])
-    parser.parse_args(argv)
-    raise SystemExit(f"train: the trainer is not built yet (torch {torch.__version__} is installed)")
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser("train", __doc__.splitlines()[0], EPILOG)
+    flags = vars(parser.parse_args(argv))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    output_dir = flags.get("output_dir", "/opt/ml/output")
+    try:
+        config = load_config(flags)
+        output_dir = config.output_dir
+        clear_failure(output_dir)
+        if distributed.needs_launcher(config):
+            with tempfile.TemporaryDirectory(prefix="kennel-train-") as scratch:
+                code = distributed.launch(config, Path(scratch) / "config.json")
+            if code not in (0, 143) and not (Path(output_dir) / "failure").is_file():
+                write_failure(output_dir, f"torchrun exited with code {code}; see the job's log")
+            return code
+        train_main(config, distributed.DistContext.single())
+    except Stopped:
+        return 143
+    except ConfigError as error:
+        write_failure(output_dir, f"invalid configuration: {error}")
+        logging.getLogger("kennel_train").error("invalid configuration: %s", error)
+        return 2
+    except Exception as error:
+        logging.getLogger("kennel_train").exception("training failed")
+        write_failure(output_dir, describe(error))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

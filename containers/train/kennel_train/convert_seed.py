@@ -1,0 +1,117 @@
+"""`convert-seed`: turns a model from the seed project (Udacity's dog-breed classifier) into a Kennel
+model directory, so it can be served without retraining.
+
+    convert-seed model.pth --labels class_names.txt --out /opt/ml/model
+    convert-seed model.pth --labels-from dogImages/train --images dogImages/valid --out model/
+    docker run -v $PWD:/work kennel-train \
+        convert-seed /work/model.pth --labels-from /work/dogImages/train --out /work/model
+
+The seed's network is a ResNet-50 whose `fc` is Linear(2048, 128) -> ReLU -> Linear(128, 133), saved as a
+state_dict, fed 224x224 images resized without keeping the aspect ratio and without normalisation; the
+manifest says exactly that, so the serving image feeds it what it was trained on.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from kennel_train import export
+from kennel_train.data import load_rgb
+from kennel_train.model import build_model
+
+SEED_SIZE = 224
+PARITY_IMAGES = 8
+
+
+class ConversionError(ValueError):
+    """The input is not a seed model, or the labels do not fit it."""
+
+
+def read_labels(labels: Path | None, labels_from: Path | None) -> list[str]:
+    """A JSON list or a text file with one name per line, or the sorted class folders of an ImageFolder
+    split (ImageFolder's index order, which the seed trained with)."""
+    if labels_from is not None:
+        return sorted(entry.name for entry in labels_from.iterdir() if entry.is_dir())
+    text = labels.read_text()
+    if text.lstrip().startswith("["):
+        return [str(name) for name in json.loads(text)]
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def seed_images(folder: Path | None) -> torch.Tensor:
+    """Up to 8 real images through the seed's transform, or uniform noise in its [0, 1] input range."""
+    tensors = []
+    if folder is not None:
+        for path in sorted(folder.rglob("*"))[:200]:
+            image = load_rgb(str(path)) if path.is_file() else None
+            if image is not None:
+                resized = image.resize((SEED_SIZE, SEED_SIZE), resample=2)  # 2: PIL's bilinear
+                tensors.append(torch.frombuffer(bytearray(resized.tobytes()), dtype=torch.uint8))
+            if len(tensors) == PARITY_IMAGES:
+                break
+    if not tensors:
+        return torch.rand(PARITY_IMAGES, 3, SEED_SIZE, SEED_SIZE, generator=torch.Generator().manual_seed(0))
+    return torch.stack([t.view(SEED_SIZE, SEED_SIZE, 3).permute(2, 0, 1) for t in tensors]).float() / 255
+
+
+def convert(
+    weights: Path, labels: list[str], out_dir: Path, images: Path | None = None, backbone: str = "resnet50"
+) -> dict:
+    """Writes the model directory and returns its manifest."""
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    if "fc.0.weight" not in state or "fc.2.weight" not in state:
+        raise ConversionError(f"{weights} is not a seed model: its state_dict has no fc.0/fc.2 head")
+    hidden, num_classes = state["fc.0.weight"].shape[0], state["fc.2.weight"].shape[0]
+    if len(labels) != num_classes:
+        raise ConversionError(f"{len(labels)} labels for a model with {num_classes} outputs")
+    model = build_model(backbone, num_classes, head="mlp", hidden=hidden)
+    model.load_state_dict(state)
+    manifest = export.build_manifest(
+        labels=labels,
+        preprocessing={
+            "resize": [SEED_SIZE, SEED_SIZE],
+            "crop": None,
+            "interpolation": "bilinear",
+            "mean": [0.0, 0.0, 0.0],
+            "std": [1.0, 1.0, 1.0],
+        },
+        architecture={"backbone": backbone, "head": "mlp", "head_hidden": hidden, "num_classes": num_classes},
+        metrics={},
+        provenance={"converted_from": str(weights), "source": "seed project", "torch": torch.__version__},
+    )
+    export.write_model_dir(out_dir, model, manifest, seed_images(images))
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="convert-seed",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("weights", type=Path, help="the seed's model.pth (a state_dict)")
+    names = parser.add_mutually_exclusive_group(required=True)
+    names.add_argument("--labels", type=Path, help="class names in index order: JSON list or one per line")
+    names.add_argument(
+        "--labels-from", type=Path, help="an ImageFolder split whose sorted folders are the classes"
+    )
+    parser.add_argument("--out", type=Path, default=Path("/opt/ml/model"), help="model directory to write")
+    parser.add_argument("--images", type=Path, default=None, help="real images for the ONNX parity check")
+    parser.add_argument("--backbone", default="resnet50", help="the seed's backbone")
+    args = parser.parse_args(argv)
+    try:
+        manifest = convert(
+            args.weights, read_labels(args.labels, args.labels_from), args.out, args.images, args.backbone
+        )
+    except (ConversionError, OSError) as err:
+        print(f"convert-seed: {err}", file=sys.stderr)
+        return 1
+    print(f"convert-seed: {len(manifest['labels'])} classes written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

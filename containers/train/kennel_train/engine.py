@@ -1,0 +1,343 @@
+"""The training loop: one code path for one CPU process and for many GPUs on many hosts.
+
+`main(config, dist)` never reads the environment: everything comes from the frozen config and the
+DistContext.
+"""
+
+import contextlib
+import dataclasses
+import logging
+import math
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as torch_dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from kennel_train import checkpoint, data, export, metrics
+from kennel_train import model as models
+from kennel_train.config import TrainConfig
+from kennel_train.dist import DistContext
+
+log = logging.getLogger(__name__)
+
+PARITY_IMAGES = 8
+
+
+class StopRequested:
+    """Set by SIGTERM (docker stop, StopTrainingJob, a spot interruption); polled between steps."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        log.warning("SIGTERM: stopping after this step and saving a checkpoint")
+        self.requested = True
+
+    def agreed(self, dist: DistContext) -> bool:
+        """True when any rank was asked to stop, so all ranks leave the loop at the same step (a rank that
+        left alone would leave the others waiting in their next all-reduce)."""
+        if not dist.distributed:
+            return self.requested
+        flag = torch.tensor([float(self.requested)], device=dist.device)
+        torch_dist.all_reduce(flag, op=torch_dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+
+class Stopped(Exception):
+    """Training stopped on SIGTERM after saving a checkpoint."""
+
+
+def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda" or config.amp == "off":
+        return None
+    if config.amp == "fp16" or (config.amp == "auto" and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
+
+
+def reduce_sums(values: list[float], dist: DistContext) -> list[float]:
+    tensor = torch.tensor(values, dtype=torch.float64, device=dist.device)
+    if dist.distributed:
+        torch_dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def ratios(loss_sum: float, correct: float, count: float, skipped: float) -> dict[str, float]:
+    """Per-image mean loss and accuracy (not per batch: the last, smaller batch weighs what it holds)."""
+    return {
+        "loss": loss_sum / count if count else math.nan,
+        "accuracy": correct / count if count else math.nan,
+        "images": count,
+        "skipped": skipped,
+    }
+
+
+def train_one_epoch(
+    net: nn.Module,
+    loader: DataLoader,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    config: TrainConfig,
+    dist: DistContext,
+    stop: StopRequested,
+) -> dict[str, float]:
+    net.train()
+    dtype = amp_dtype(config, dist.device)
+    memory_format = torch.channels_last if channels_last(config, dist.device) else torch.preserve_format
+    sums = torch.zeros(3, dtype=torch.float64, device=dist.device)  # loss * n, correct, n
+    skipped = 0
+    for images, labels, bad in loader:
+        skipped += bad
+        if stop.agreed(dist):
+            raise Stopped
+        if len(labels) == 0:
+            continue
+        images = images.to(dist.device, non_blocking=True, memory_format=memory_format)
+        labels = labels.to(dist.device, non_blocking=True)
+        autocast = torch.autocast(dist.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+        with autocast:
+            logits = net(images)
+            loss = criterion(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if config.clip_grad_norm > 0:
+            # Clip the true gradients: with fp16 they are still multiplied by the loss scale here.
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(net.parameters(), config.clip_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        # Accumulated on the device: no per-step .item(), so the CPU does not wait for the GPU here.
+        with torch.no_grad():
+            sums += torch.stack(
+                [
+                    loss.detach().double() * len(labels),
+                    (logits.argmax(1) == labels).sum().double(),
+                    torch.tensor(len(labels), dtype=torch.float64, device=dist.device),
+                ]
+            )
+    loss_sum, correct, count = sums.tolist()
+    return ratios(*reduce_sums([loss_sum, correct, count, skipped], dist))
+
+
+@torch.inference_mode()
+def evaluate(
+    net: nn.Module, loader: DataLoader, criterion: nn.Module, config: TrainConfig, dist: DistContext
+) -> dict[str, float]:
+    net.eval()
+    dtype = amp_dtype(config, dist.device)
+    memory_format = torch.channels_last if channels_last(config, dist.device) else torch.preserve_format
+    loss_sum = correct = count = skipped = 0.0
+    for images, labels, bad in loader:
+        skipped += bad
+        if len(labels) == 0:
+            continue
+        images = images.to(dist.device, non_blocking=True, memory_format=memory_format)
+        labels = labels.to(dist.device, non_blocking=True)
+        autocast = torch.autocast(dist.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+        with autocast:
+            logits = net(images)
+        # The loss in float32 and summed, so the mean over the split is exact whatever the batch sizes.
+        loss_sum += nn.functional.cross_entropy(logits.float(), labels, reduction="sum").item()
+        correct += (logits.argmax(1) == labels).sum().item()
+        count += len(labels)
+    return ratios(*reduce_sums([loss_sum, correct, count, skipped], dist))
+
+
+def channels_last(config: TrainConfig, device: torch.device) -> bool:
+    return config.channels_last == "on" or (config.channels_last == "auto" and device.type == "cuda")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
+    """Linear warm-up, then cosine decay to zero, stepped once per batch."""
+    total = max(config.epochs * steps_per_epoch, 1)
+    warmup = min(int(config.warmup_epochs * steps_per_epoch), total - 1)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = (step - warmup) / max(total - warmup, 1)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def make_optimizer(net: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = models.head_parameters(net) if config.freeze_backbone else list(net.parameters())
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def shared_checkpoint(config: TrainConfig, dist: DistContext) -> dict | None:
+    """Rank 0's checkpoint, given to every rank: on several hosts only the first one has it."""
+    state = checkpoint.load_checkpoint(config.checkpoint_dir) if config.resume and dist.is_main else None
+    if dist.distributed:
+        box = [state]
+        torch_dist.broadcast_object_list(box, src=0)
+        state = box[0]
+    return state
+
+
+def main(config: TrainConfig, dist: DistContext) -> dict[str, Any]:
+    """Trains, evaluates and (rank 0) writes the model directory. Returns the final metrics."""
+    splits = data.find_splits(config)
+    log.info(
+        "data: %d classes; train %s, valid %s, test %s; %d process(es) on %s",
+        len(splits.classes), splits.train, splits.valid, splits.test, dist.world_size, dist.device,
+    )  # fmt: skip
+    seed_everything(config.seed + dist.rank)
+    loaders = data.make_loaders(config, dist, splits)
+    state = shared_checkpoint(config, dist)
+    # Pretrained weights matter only on a fresh start: a checkpoint replaces them.
+    backbone_state = models.pretrained_state(config) if state is None else None
+    torch.manual_seed(config.seed)  # the same head on every rank
+    net = models.build_model(
+        config.backbone, len(splits.classes), config.head, config.head_hidden, backbone_state
+    )
+    if config.freeze_backbone:
+        head = set(map(id, models.head_parameters(net)))
+        for parameter in net.parameters():
+            parameter.requires_grad = id(parameter) in head
+    net.to(dist.device)
+    if channels_last(config, dist.device):
+        net.to(memory_format=torch.channels_last)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    optimizer = make_optimizer(net, config)
+    scheduler = make_schedule(optimizer, config, len(loaders["train"]))
+    # A disabled scaler (CPU, bf16) passes every call through, so the loop has no AMP branches.
+    scaler = torch.amp.GradScaler(dist.device.type, enabled=amp_dtype(config, dist.device) == torch.float16)
+    start_epoch = 0
+    if state is not None:
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch = state["epoch"]
+        log.info("resuming from %s at epoch %d/%d", config.checkpoint_dir, start_epoch + 1, config.epochs)
+    trained = DistributedDataParallel(net) if dist.distributed else net
+    stop = StopRequested()
+    stop.install()
+
+    def save(epoch: int, scheduler_state: dict) -> None:
+        if dist.is_main:
+            checkpoint.save_checkpoint(
+                config.checkpoint_dir,
+                {
+                    "model": net.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler_state,
+                    "scaler": scaler.state_dict(),
+                    "epoch": epoch,
+                    "config": dataclasses.asdict(config),
+                },
+            )
+
+    valid = {"loss": math.nan, "accuracy": math.nan}
+    for epoch in range(start_epoch, config.epochs):
+        loaders["train"].sampler.set_epoch(epoch)
+        # The schedule as it stood when this epoch began: an interrupted epoch is repeated whole on resume.
+        epoch_start_schedule = scheduler.state_dict()
+        started = time.perf_counter()
+        try:
+            train = train_one_epoch(
+                trained, loaders["train"], criterion, optimizer, scheduler, scaler, config, dist, stop
+            )
+        except Stopped:
+            save(epoch, epoch_start_schedule)
+            log.warning("stopped during epoch %d; checkpoint saved in %s", epoch + 1, config.checkpoint_dir)
+            raise
+        seconds = time.perf_counter() - started
+        valid = evaluate(trained, loaders["valid"], criterion, config, dist)
+        save(epoch + 1, scheduler.state_dict())
+        if train["skipped"] or valid["skipped"]:
+            log.warning("skipped unreadable images: %d train, %d valid", train["skipped"], valid["skipped"])
+        if dist.is_main:
+            lr = optimizer.param_groups[0]["lr"]
+            print(
+                metrics.epoch_line(epoch + 1, config.epochs, train, valid, lr, train["images"] / seconds),
+                flush=True,
+            )
+    if start_epoch >= config.epochs:
+        valid = evaluate(trained, loaders["valid"], criterion, config, dist)
+    test = evaluate(trained, loaders["test"], criterion, config, dist)
+    if test["skipped"]:
+        log.warning("skipped unreadable images: %d test", test["skipped"])
+    results = {
+        "val_accuracy": valid["accuracy"],
+        "val_loss": valid["loss"],
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "epochs": config.epochs,
+    }
+    if dist.is_main:
+        print(metrics.test_line(test), flush=True)
+        write_model(config, net, splits, results, loaders["valid"])
+    return results
+
+
+def write_model(
+    config: TrainConfig, net: nn.Module, splits: data.Splits, results: dict[str, Any], valid: DataLoader
+) -> None:
+    parity_images = parity_batch(valid.dataset.dataset)
+    manifest = export.build_manifest(
+        labels=list(splits.classes),
+        preprocessing={
+            "resize": config.eval_resize,
+            "crop": config.image_size,
+            "interpolation": "bilinear",
+            "mean": list(data.MEAN),
+            "std": list(data.STD),
+        },
+        architecture={
+            "backbone": config.backbone,
+            "head": config.head,
+            "num_classes": len(splits.classes),
+            **({"head_hidden": config.head_hidden} if config.head == "mlp" else {}),
+        },
+        metrics=results,
+        provenance={
+            "data": config.data,
+            "hyperparameters": dataclasses.asdict(config),
+            "git_sha": config.git_sha or None,
+            "torch": torch.__version__,
+            "training_job": config.job_name or None,
+        },
+    )
+    difference = export.write_model_dir(Path(config.model_dir), net, manifest, parity_images)
+    log.info(
+        "model written to %s (ONNX parity: max probability difference %.2g)", config.model_dir, difference
+    )
+
+
+def parity_batch(dataset: data.SkippingImageFolder) -> torch.Tensor:
+    """The first readable validation images, through the evaluation transform."""
+    images = []
+    for index in range(len(dataset)):
+        item = dataset[index]
+        if item is not None:
+            images.append(item[0])
+        if len(images) == PARITY_IMAGES:
+            break
+    return torch.stack(images)

@@ -1,0 +1,110 @@
+"""Checkpoint round trip, manifest schema, metric regexes against the real log line, the seed converter."""
+
+import json
+import re
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+from kennel_train import checkpoint, export, metrics
+from kennel_train.convert_seed import ConversionError, convert
+from kennel_train.model import build_model
+from torch import nn
+
+MANIFEST_KEYS = {
+    "format", "format_version", "models", "input", "output", "labels",
+    "preprocessing", "architecture", "metrics", "provenance",
+}  # fmt: skip
+
+
+def assert_model_dir(model_dir: Path, num_classes: int) -> dict:
+    """The contract of docs/model-format.md, shared with the container tests."""
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert set(manifest) >= MANIFEST_KEYS
+    assert (manifest["format"], manifest["format_version"]) == ("kennel-model", 1)
+    assert manifest["models"] == {"fp32": "model.onnx"}
+    assert manifest["input"] == {"name": "input", "layout": "NCHW", "dtype": "float32"}
+    assert manifest["output"] == {"name": "logits", "kind": "logits"}
+    assert len(manifest["labels"]) == num_classes == manifest["architecture"]["num_classes"]
+    assert set(manifest["preprocessing"]) >= {"resize", "crop", "interpolation", "mean", "std"}
+    graph = onnx.load(str(model_dir / "model.onnx")).graph
+    assert [i.name for i in graph.input] == ["input"] and [o.name for o in graph.output] == ["logits"]
+    batch = graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch.dim_param and not batch.HasField("dim_value"), "batch axis must be dynamic"
+    assert graph.output[0].type.tensor_type.shape.dim[1].dim_value == num_classes
+    assert torch.load(model_dir / "model.pth", weights_only=True)
+    assert json.loads((model_dir / "metric_definitions.json").read_text()) == metrics.metric_definitions()
+    return manifest
+
+
+def test_checkpoint_round_trip_is_atomic(tmp_path):
+    net = nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(net.parameters())
+    net(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 4}
+    checkpoint.save_checkpoint(tmp_path, state)
+    checkpoint.save_checkpoint(tmp_path, {**state, "epoch": 5})
+    loaded = checkpoint.load_checkpoint(tmp_path)
+    assert loaded["epoch"] == 5
+    assert torch.equal(loaded["model"]["weight"], net.weight)
+    restored = torch.optim.AdamW(nn.Linear(3, 2).parameters())
+    restored.load_state_dict(loaded["optimizer"])
+    assert restored.state_dict()["state"][0]["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == [checkpoint.CHECKPOINT_NAME]  # no temporary left
+    assert checkpoint.load_checkpoint(tmp_path / "none") is None
+
+
+def test_metric_definitions_parse_the_log_lines():
+    line = (
+        metrics.epoch_line(
+            2, 5, {"loss": 0.51, "accuracy": 0.8}, {"loss": 0.25, "accuracy": 0.9125}, 1e-4, 321.0
+        )
+        + "\n"
+        + metrics.test_line({"loss": 0.3, "accuracy": 0.875})
+    )
+    found = {d["Name"]: float(re.search(d["Regex"], line).group(1)) for d in metrics.metric_definitions()}
+    assert found["validation:accuracy"] == 0.9125
+    assert found["validation:loss"] == 0.25
+    assert found["train:loss"] == 0.51
+    assert found["train:accuracy"] == 0.8
+    assert found["test:accuracy"] == 0.875
+    assert found["learning_rate"] == 1e-4
+
+
+def test_model_dir_export_follows_the_format(tmp_path):
+    net = build_model("resnet18", 4)
+    manifest = export.build_manifest(
+        ["a", "b", "c", "d"],
+        {"resize": 36, "crop": 32, "interpolation": "bilinear", "mean": [0.5] * 3, "std": [0.2] * 3},
+        {"backbone": "resnet18", "head": "linear", "num_classes": 4},
+        {"val_accuracy": 0.5},
+        {"data": "x"},
+    )
+    difference = export.write_model_dir(tmp_path, net, manifest, torch.randn(3, 3, 32, 32))
+    assert difference <= export.PARITY_TOLERANCE
+    written = assert_model_dir(tmp_path, 4)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", written["provenance"]["created_at"])
+
+
+def test_parity_check_catches_a_model_that_differs(tmp_path):
+    net = build_model("resnet18", 3).eval()
+    export.export_onnx(net, tmp_path / "m.onnx", 32)
+    with torch.no_grad():
+        net.fc.bias += 1.0 * torch.arange(3)
+    with pytest.raises(export.ParityError, match="disagree"):
+        export.check_parity(net, tmp_path / "m.onnx", torch.randn(2, 3, 32, 32))
+
+
+def test_seed_model_converts_to_a_servable_model_dir(tmp_path):
+    seed = build_model("resnet50", 7, head="mlp", hidden=128)
+    assert seed.fc[0].in_features == 2048
+    torch.save(seed.state_dict(), tmp_path / "model.pth")
+    labels = [f"{i:03d}.breed" for i in range(7)]
+    manifest = convert(tmp_path / "model.pth", labels, tmp_path / "out")
+    assert_model_dir(tmp_path / "out", 7)
+    assert manifest["preprocessing"]["mean"] == [0.0, 0.0, 0.0] and manifest["preprocessing"]["crop"] is None
+    assert manifest["preprocessing"]["resize"] == [224, 224]
+    with pytest.raises(ConversionError, match="6 labels for a model with 7 outputs"):
+        convert(tmp_path / "model.pth", labels[:6], tmp_path / "bad")
