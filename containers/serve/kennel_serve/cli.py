@@ -1,16 +1,52 @@
 """`serve`: the serving container's entry point.
 
     docker run -p 8080:8080 -v "$PWD/model:/opt/ml/model:ro" kennel-serve serve   # SageMaker runs the same
-    SAGEMAKER_BIND_TO_PORT=9000 serve                                               # another port
+    docker run -e SAGEMAKER_BIND_TO_PORT=9000 -p 9000:9000 ... kennel-serve serve  # another port
+    SM_MODEL_DIR=./model serve                                                     # on a host, no Docker
+
+Every setting is an environment variable (`serve --help` lists them with their defaults). On SIGTERM the
+server stops accepting connections, finishes the requests in flight (up to 25 s, inside SageMaker's 30 s
+before SIGKILL), and exits 0.
 """
 
-import os
+import argparse
+import sys
 
 import uvicorn
 
-from kennel_serve.app import create_app
+from kennel_serve import logs
+from kennel_serve.settings import VARIABLES, Settings, SettingsError
+
+DRAIN_SECONDS = 25
 
 
-def main() -> None:
-    port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
-    uvicorn.run(create_app(), host="0.0.0.0", port=port, log_level="info")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="serve",
+        description="Serve the model in SM_MODEL_DIR on the SageMaker hosting contract.",
+        epilog="environment:\n"
+        + "\n".join(
+            f"  {name} (default {default or 'see meaning'}): {meaning}"
+            for name, (default, meaning) in VARIABLES.items()
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.parse_args(argv)
+    logs.configure()
+    try:
+        settings = Settings.from_env()
+    except SettingsError as err:
+        sys.exit(f"serve: {err}")
+    uvicorn.run(
+        "kennel_serve.app:create_app",
+        factory=True,
+        host="0.0.0.0",
+        port=settings.port,
+        workers=settings.workers,
+        timeout_graceful_shutdown=DRAIN_SECONDS,
+        timeout_keep_alive=75,  # above the idle timeouts of the load balancers in front (60 s)
+        access_log=False,  # RequestContext logs each request as one JSON line
+        log_config=None,
+        loop="uvloop",
+        http="httptools",
+    )

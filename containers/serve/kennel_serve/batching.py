@@ -1,0 +1,90 @@
+"""MicroBatcher: concurrent requests share one model call.
+
+Like Triton's and TorchServe's dynamic batchers: block for the first item, then take whatever else is queued,
+waiting at most `max_delay_s` for more, up to `max_batch_size` items. With the default delay of 0 a lone
+request is never held back; under load, requests that arrive while a batch runs form the next batch.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class MicroBatcher:
+    """Runs `predict` (N items stacked on axis 0 -> N results) on batches of the items submitted to it."""
+
+    def __init__(
+        self,
+        predict: Callable[[np.ndarray], np.ndarray],
+        max_batch_size: int,
+        max_delay_s: float,
+        on_batch: Callable[[int], None] = lambda size: None,
+    ) -> None:
+        self._predict = predict
+        self._max_batch_size = max_batch_size
+        self._max_delay_s = max_delay_s
+        self._on_batch = on_batch
+        self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] = asyncio.Queue()
+        # One thread: batches run one after another, each using all of the model's intra-op threads.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+        self._task: asyncio.Task | None = None
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._executor.shutdown(wait=True)
+
+    async def submit(self, item: np.ndarray) -> np.ndarray:
+        """The model's result for one item; waits for the batch it joins."""
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put((item, future))
+        return await future
+
+    async def _collect(self) -> list[tuple[np.ndarray, asyncio.Future]]:
+        batch = [await self._queue.get()]
+        deadline = asyncio.get_running_loop().time() + self._max_delay_s
+        while len(batch) < self._max_batch_size:
+            if self._queue.empty():
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except TimeoutError:
+                    break
+            else:
+                batch.append(self._queue.get_nowait())
+        # Requests that timed out or disconnected while queued need no answer.
+        return [(item, future) for item, future in batch if not future.done()]
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._collect()
+            if not batch:
+                continue
+            self._on_batch(len(batch))
+            inputs = np.stack([item for item, _ in batch])
+            try:
+                outputs = await loop.run_in_executor(self._executor, self._predict, inputs)
+                for (_, future), output in zip(batch, outputs, strict=True):
+                    if not future.done():
+                        future.set_result(output)
+            except Exception as err:  # the model's failure belongs to every request in the batch
+                log.exception("a batch of %d failed", len(batch))
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(err)

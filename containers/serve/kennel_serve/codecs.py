@@ -1,0 +1,205 @@
+"""Request and response formats: a table from content type to decoder, one from Accept type to encoder, and
+the one error type every failure is expressed in.
+
+Request bodies (docs in the OpenAPI spec at /docs):
+- image/jpeg, image/png, application/x-image: the raw bytes of one image (the format is sniffed).
+- application/json: ``{"instances": [{"b64": "<base64 image>"}, ...]}``, one or many images.
+- application/jsonlines: one ``{"b64": "<base64 image>"}`` object per line (batch transform, SplitType=Line).
+
+Responses: application/json ``{"predictions": [[{"label", "index", "probability"}, ...top-k], ...]}``, one
+list per image in request order; application/jsonlines has one such object per image, one per line.
+"""
+
+import base64
+import binascii
+import io
+import json
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+
+JSON = "application/json"
+JSONLINES = "application/jsonlines"
+IMAGE_TYPES = ("image/jpeg", "image/png", "application/x-image")
+# The formats a client may send; anything else is refused before Pillow tries its many other plugins.
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
+RESPONSE_TYPES = (JSON, JSONLINES)
+JSONLINES_ALIASES = {"application/x-jsonlines": JSONLINES, "application/jsonl": JSONLINES}
+
+
+class InferenceError(Exception):
+    """A failure with the HTTP status it maps to; the app turns it into the JSON error body."""
+
+    def __init__(self, status: int, kind: str, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.message = message
+        self.details = details
+
+
+def media_type(header: str | None) -> str:
+    """`Image/JPEG; charset=x` -> `image/jpeg`: the type without parameters, lower case, aliases resolved."""
+    bare = (header or "").split(";", 1)[0].strip().lower()
+    return JSONLINES_ALIASES.get(bare, bare)
+
+
+def negotiate(accept: str | None, preferred: str, supported: tuple[str, ...] = RESPONSE_TYPES) -> str:
+    """The supported type the Accept header likes best (q-values, `type/*`, `*/*`); ties go to `preferred`."""
+    ranges = []
+    for part in (accept or "*/*").split(","):
+        kind, *params = (piece.strip() for piece in part.split(";"))
+        if not kind:
+            continue
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        ranges.append((JSONLINES_ALIASES.get(kind.lower(), kind.lower()), quality))
+    candidates = sorted(supported, key=lambda kind: kind != preferred)
+    best, best_quality = None, 0.0
+    for candidate in candidates:
+        quality = _quality(candidate, ranges)
+        if quality > best_quality:
+            best, best_quality = candidate, quality
+    if best is None:
+        raise InferenceError(
+            406,
+            "not_acceptable",
+            f"cannot answer with any type in Accept: {accept}",
+            supported=list(supported),
+        )
+    return best
+
+
+def _quality(candidate: str, ranges: list[tuple[str, float]]) -> float:
+    """The q of the most specific range that matches `candidate` (RFC 9110, section 12.5.1)."""
+    major = candidate.split("/")[0]
+    for pattern in (candidate, f"{major}/*", "*/*"):
+        matches = [quality for kind, quality in ranges if kind == pattern]
+        if matches:
+            return max(matches)
+    return 0.0
+
+
+def parse_top_k(custom_attributes: str | None, default: int) -> int:
+    """`top_k=N` from X-Amzn-SageMaker-Custom-Attributes (comma- or semicolon-separated key=value pairs)."""
+    for item in (custom_attributes or "").replace(";", ",").split(","):
+        key, _, value = item.partition("=")
+        if key.strip().lower() == "top_k":
+            try:
+                top_k = int(value.strip())
+            except ValueError:
+                top_k = 0
+            if top_k < 1:
+                raise InferenceError(
+                    400, "bad_custom_attributes", f"top_k must be a positive integer, not {value!r}"
+                )
+            return top_k
+    return default
+
+
+def _one_image(body: bytes) -> list[bytes]:
+    if not body:
+        raise InferenceError(400, "empty_body", "the request body is empty; send the bytes of an image")
+    return [body]
+
+
+def _b64(instance: object, where: str) -> bytes:
+    if not isinstance(instance, dict) or not isinstance(instance.get("b64"), str):
+        raise InferenceError(400, "bad_json", f'{where} must be an object {{"b64": "<base64 image>"}}')
+    try:
+        return base64.b64decode(instance["b64"], validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise InferenceError(400, "bad_base64", f"{where}.b64 is not valid base64: {err}") from None
+
+
+def _json_instances(body: bytes) -> list[bytes]:
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise InferenceError(400, "bad_json", f"the body is not valid JSON: {err}") from None
+    instances = document.get("instances") if isinstance(document, dict) else None
+    if not isinstance(instances, list) or not instances:
+        raise InferenceError(400, "bad_json", 'expected {"instances": [{"b64": "<base64 image>"}, ...]}')
+    return [_b64(instance, f"instances[{i}]") for i, instance in enumerate(instances)]
+
+
+def _json_lines(body: bytes) -> list[bytes]:
+    images = []
+    for number, line in enumerate(body.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            instance = json.loads(line)
+        except (UnicodeDecodeError, ValueError) as err:
+            raise InferenceError(400, "bad_json", f"line {number} is not valid JSON: {err}") from None
+        images.append(_b64(instance, f"line {number}"))
+    if not images:
+        raise InferenceError(400, "empty_body", 'expected one {"b64": "<base64 image>"} object per line')
+    return images
+
+
+DECODERS: dict[str, Callable[[bytes], list[bytes]]] = {
+    **dict.fromkeys(IMAGE_TYPES, _one_image),
+    JSON: _json_instances,
+    JSONLINES: _json_lines,
+}
+
+
+def split_images(content_type: str | None, body: bytes) -> list[bytes]:
+    """The encoded images in a request body, by its Content-Type."""
+    decoder = DECODERS.get(media_type(content_type))
+    if decoder is None:
+        raise InferenceError(
+            415,
+            "unsupported_media_type",
+            f"cannot read Content-Type {content_type!r}",
+            supported=list(DECODERS),
+        )
+    return decoder(body)
+
+
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Decodes one image; refuses other formats, and sizes over `max_pixels` before decoding any pixel."""
+    try:
+        image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)  # reads the header only
+        width, height = image.size
+        if width * height > max_pixels:
+            raise InferenceError(
+                400,
+                "image_too_large",
+                f"the image is {width}x{height}; at most {max_pixels} pixels are decoded",
+            )
+        image.load()
+    except InferenceError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, EOFError) as err:
+        raise InferenceError(400, "bad_image", f"cannot decode the image: {err}") from None
+    return image
+
+
+def top_predictions(probabilities: np.ndarray, labels: tuple[str, ...], top_k: int) -> list[list[dict]]:
+    """Per image, the `top_k` classes by probability, most likely first."""
+    top_k = min(top_k, probabilities.shape[1])
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
+    return [
+        [{"label": labels[i], "index": int(i), "probability": float(row[i])} for i in indices]
+        for row, indices in zip(probabilities, order, strict=True)
+    ]
+
+
+def _encode_json(predictions: list[list[dict]]) -> bytes:
+    return json.dumps({"predictions": predictions}).encode()
+
+
+def _encode_json_lines(predictions: list[list[dict]]) -> bytes:
+    return "".join(json.dumps({"predictions": [one]}) + "\n" for one in predictions).encode()
+
+
+ENCODERS: dict[str, Callable[[list[list[dict]]], bytes]] = {JSON: _encode_json, JSONLINES: _encode_json_lines}

@@ -1,0 +1,147 @@
+"""Custom handlers: `MODEL_DIR/code/inference.py` (SAGEMAKER_PROGRAM) in the SageMaker inference toolkit's
+convention replaces the built-in classifier, so existing scripts run unchanged:
+
+    model_fn(model_dir) -> model
+    input_fn(request_body, content_type) -> data
+    predict_fn(data, model) -> prediction
+    output_fn(prediction, accept) -> body, or (body, content_type)
+    transform_fn(model, request_body, content_type, accept)   # instead of the three above
+
+Each may take a trailing `context` argument (dispatched on the number of parameters, as the toolkit does).
+A function the script leaves out falls back to Kennel's: model_fn loads the Kennel model, input_fn decodes the
+images in the body, predict_fn returns their class probabilities, output_fn encodes as JSON, CSV or NPY.
+Requests run on a thread pool without micro-batching: a script's predict_fn sees one request at a time.
+"""
+
+import asyncio
+import importlib.util
+import inspect
+import logging
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from sagemaker_inference import encoder, errors
+
+from kennel_serve.codecs import InferenceError, media_type, open_image, split_images
+from kennel_serve.model import ImageClassifier, ModelLoadError
+from kennel_serve.runtime import Invocation
+from kennel_serve.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def handler_path(settings: Settings) -> Path:
+    return settings.model_dir / "code" / settings.program
+
+
+@dataclass(frozen=True)
+class HandlerContext:
+    """The `context` argument: what the toolkit's context offers that a script can use here."""
+
+    model_dir: str
+    request_id: str = ""
+    custom_attributes: str | None = None
+    system_properties: dict = field(default_factory=dict)
+
+
+def _call(function: Callable, *args: object, context: HandlerContext) -> object:
+    takes_context = len(inspect.signature(function).parameters) == len(args) + 1
+    return function(*args, context) if takes_context else function(*args)
+
+
+class CustomHandlerRuntime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._pool = ThreadPoolExecutor(max_workers=settings.threads_per_worker, thread_name_prefix="handler")
+        module = self._import(handler_path(settings))
+        transform_fn = getattr(module, "transform_fn", None)
+        overridden = [name for name in ("input_fn", "predict_fn", "output_fn") if hasattr(module, name)]
+        if transform_fn is not None and overridden:
+            raise ModelLoadError(f"{handler_path(settings)} defines transform_fn and {', '.join(overridden)}")
+        self._transform_fn = transform_fn
+        self._input_fn = getattr(module, "input_fn", self._decode_images)
+        self._predict_fn = getattr(module, "predict_fn", _default_predict_fn)
+        self._output_fn = getattr(module, "output_fn", encoder.encode)
+        context = HandlerContext(
+            str(settings.model_dir), system_properties={"model_dir": str(settings.model_dir)}
+        )
+        started = time.monotonic()
+        model_fn = getattr(module, "model_fn", None)
+        try:
+            if model_fn is None:
+                self.model = ImageClassifier(settings.model_dir, settings.threads_per_worker)
+            else:
+                self.model = _call(model_fn, str(settings.model_dir), context=context)
+        except ModelLoadError:
+            raise
+        except Exception as err:
+            log.exception("model_fn failed")
+            raise ModelLoadError(f"model_fn in {handler_path(settings)} failed: {err!r}") from None
+        self.load_seconds = time.monotonic() - started
+
+    @staticmethod
+    def _import(path: Path) -> object:
+        # The script's own folder goes on sys.path, as the toolkit does, so it can import its sibling modules.
+        sys.path.insert(0, str(path.parent))
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as err:
+            log.exception("importing the custom handler failed")
+            raise ModelLoadError(f"cannot import the custom handler {path}: {err!r}") from None
+        return module
+
+    def start(self) -> None:
+        """Nothing to start: requests run on the thread pool."""
+
+    def _handle(self, invocation: Invocation, accept: str) -> tuple[bytes, str]:
+        context = HandlerContext(
+            str(self.settings.model_dir),
+            invocation.request_id,
+            invocation.custom_attributes,
+            {"model_dir": str(self.settings.model_dir)},
+        )
+        content_type = media_type(invocation.content_type)
+        if self._transform_fn is not None:
+            result = _call(
+                self._transform_fn, self.model, invocation.body, content_type, accept, context=context
+            )
+        else:
+            data = _call(self._input_fn, invocation.body, content_type, context=context)
+            prediction = _call(self._predict_fn, data, self.model, context=context)
+            result = _call(self._output_fn, prediction, accept, context=context)
+        body, response_type = result if isinstance(result, tuple) else (result, accept)
+        return (body.encode() if isinstance(body, str) else bytes(body)), response_type
+
+    async def invoke(self, invocation: Invocation) -> tuple[bytes, str]:
+        # As the toolkit does: an absent or wildcard Accept means SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT.
+        accept = media_type(invocation.accept)
+        if accept in ("", "*/*"):
+            accept = self.settings.default_accept
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, self._handle, invocation, accept)
+        except InferenceError:
+            raise
+        except errors.UnsupportedFormatError as err:
+            raise InferenceError(415, "unsupported_media_type", str(err).splitlines()[0]) from None
+        except errors.BaseInferenceToolkitError as err:
+            status = err.status_code if 400 <= err.status_code <= 599 else 500
+            raise InferenceError(status, "handler_error", str(err.message)) from None
+
+    def _decode_images(self, body: bytes, content_type: str) -> list[Image.Image]:
+        return [open_image(data, self.settings.max_image_pixels) for data in split_images(content_type, body)]
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def _default_predict_fn(images: list[Image.Image], model: ImageClassifier) -> np.ndarray:
+    return model.predict(np.stack([model.preprocess(image) for image in images]))

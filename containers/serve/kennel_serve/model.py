@@ -1,0 +1,173 @@
+"""The model directory (docs/model-format.md) and the classifier it describes. No web imports: this module
+turns pixels into probabilities and is tested on its own.
+
+Preprocessing reproduces torchvision's eval transform on a PIL image, step by step and in the same order,
+because parity with the PyTorch model (1e-4 on probabilities) depends on every rounding choice:
+``Image.convert("RGB")`` -> ``Resize`` -> ``CenterCrop`` -> ``ToTensor`` -> ``Normalize``.
+"""
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+FORMAT = "kennel-model"
+FORMAT_VERSION = 1
+INTERPOLATIONS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
+
+class ModelLoadError(RuntimeError):
+    """The model directory cannot be served; the message says what is wrong and where."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    resize: int | tuple[int, int]
+    crop: int | None
+    interpolation: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        """One decoded image to a float32 CHW array, exactly as torchvision's eval transform would."""
+        image = image.convert("RGB")
+        width, height = image.size
+        if isinstance(self.resize, int):
+            # torchvision's Resize(int): the shorter side becomes `resize`, the longer one is truncated.
+            short, long = sorted((width, height))
+            new_short, new_long = self.resize, int(self.resize * long / short)
+            size = (new_short, new_long) if width <= height else (new_long, new_short)
+        else:
+            size = (self.resize[1], self.resize[0])
+        if size != image.size:
+            image = image.resize(size, INTERPOLATIONS[self.interpolation])
+        if self.crop is not None:
+            image = _center_crop(image, self.crop)
+        pixels = np.asarray(image, dtype=np.float32) / np.float32(255)
+        mean = np.asarray(self.mean, dtype=np.float32)
+        std = np.asarray(self.std, dtype=np.float32)
+        return ((pixels - mean) / std).transpose(2, 0, 1)
+
+
+def _center_crop(image: Image.Image, crop: int) -> Image.Image:
+    width, height = image.size
+    if crop > width or crop > height:
+        # torchvision pads with zeros first, splitting the padding this way, then crops the centre.
+        padded = Image.new("RGB", (max(width, crop), max(height, crop)))
+        padded.paste(image, ((max(crop - width, 0)) // 2, (max(crop - height, 0)) // 2))
+        image, (width, height) = padded, padded.size
+    top = round((height - crop) / 2.0)  # Python rounds half to even, as torchvision does
+    left = round((width - crop) / 2.0)
+    return image.crop((left, top, left + crop, top + crop))
+
+
+@dataclass(frozen=True)
+class ModelManifest:
+    model_file: str
+    input_name: str
+    output_kind: str
+    labels: tuple[str, ...]
+    preprocessing: Preprocessing
+
+    @classmethod
+    def read(cls, model_dir: Path) -> "ModelManifest":
+        path = model_dir / "manifest.json"
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ModelLoadError(f"no manifest.json in the model directory {model_dir}") from None
+        except (OSError, ValueError) as err:
+            raise ModelLoadError(f"cannot read {path}: {err}") from None
+        try:
+            if data.get("format") != FORMAT:
+                raise ModelLoadError(f"{path} is not a {FORMAT} manifest (format={data.get('format')!r})")
+            if data["format_version"] > FORMAT_VERSION:
+                raise ModelLoadError(
+                    f"{path} has format_version {data['format_version']}; "
+                    f"this server reads up to {FORMAT_VERSION}"
+                )
+            pre = data["preprocessing"]
+            resize = pre["resize"]
+            return cls(
+                model_file=data["models"]["fp32"],
+                input_name=data["input"]["name"],
+                output_kind=data["output"]["kind"],
+                labels=tuple(data["labels"]),
+                preprocessing=Preprocessing(
+                    resize=int(resize) if isinstance(resize, int) else (int(resize[0]), int(resize[1])),
+                    crop=None if pre.get("crop") is None else int(pre["crop"]),
+                    interpolation=_choice(
+                        pre.get("interpolation", "bilinear"), INTERPOLATIONS, "interpolation"
+                    ),
+                    mean=tuple(float(v) for v in pre["mean"]),
+                    std=tuple(float(v) for v in pre["std"]),
+                ),
+            )
+        except (KeyError, TypeError, IndexError, ValueError) as err:
+            raise ModelLoadError(f"{path} is missing or has a malformed field: {err!r}") from None
+
+
+def _choice(value: str, allowed: dict, field: str) -> str:
+    if value not in allowed:
+        raise ModelLoadError(f"manifest {field} {value!r} is not one of {sorted(allowed)}")
+    return value
+
+
+class ImageClassifier:
+    """An ONNX classifier and its manifest: preprocessed images in, class probabilities out."""
+
+    def __init__(self, model_dir: Path, threads: int) -> None:
+        started = time.monotonic()
+        self.model_dir = model_dir
+        self.manifest = ModelManifest.read(model_dir)
+        options = ort.SessionOptions()
+        # One batch runs at a time (the micro-batcher's thread), so all threads go to intra-op parallelism;
+        # no spinning, so idle ONNX Runtime threads leave the CPUs to the image decoders.
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        path = model_dir / self.manifest.model_file
+        if not path.is_file():
+            raise ModelLoadError(
+                f"the manifest names {self.manifest.model_file}, which is not in {model_dir}"
+            )
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # ONNX Runtime raises its own untyped errors for corrupt or invalid models
+            raise ModelLoadError(f"ONNX Runtime cannot load {path}: {err}") from None
+        classes = self.session.get_outputs()[0].shape[-1]
+        if isinstance(classes, int) and classes != len(self.manifest.labels):
+            raise ModelLoadError(
+                f"{path} has {classes} outputs but the manifest has {len(self.manifest.labels)} labels"
+            )
+        pre = self.manifest.preprocessing
+        if pre.crop is not None:
+            height = width = pre.crop
+        else:
+            height, width = (pre.resize, pre.resize) if isinstance(pre.resize, int) else pre.resize
+        try:
+            # A warm-up call, so that the first request does not pay for ONNX Runtime's lazy initialisation.
+            self.predict(np.zeros((1, 3, height, width), dtype=np.float32))
+        except Exception as err:
+            raise ModelLoadError(f"{path} fails on a {height}x{width} input: {err}") from None
+        self.load_seconds = time.monotonic() - started
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.manifest.labels
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        return self.manifest.preprocessing(image)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """A float32 NCHW batch to an (N, classes) float32 array of probabilities."""
+        (outputs,) = self.session.run(None, {self.manifest.input_name: batch})
+        if self.manifest.output_kind == "probabilities":
+            return outputs
+        shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)

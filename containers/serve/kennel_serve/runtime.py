@@ -1,0 +1,91 @@
+"""What answers /invocations once a model is loaded: the built-in classifier (micro-batched), or a custom
+handler from the model directory (`handler.py`). Both take an `Invocation` and return body and media type."""
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from kennel_serve.batching import MicroBatcher
+from kennel_serve.codecs import (
+    ENCODERS,
+    JSONLINES,
+    media_type,
+    negotiate,
+    open_image,
+    parse_top_k,
+    split_images,
+    top_predictions,
+)
+from kennel_serve.metrics import ServingMetrics
+from kennel_serve.model import ImageClassifier
+from kennel_serve.settings import Settings
+
+
+@dataclass(frozen=True)
+class Invocation:
+    body: bytes
+    content_type: str | None
+    accept: str | None
+    custom_attributes: str | None
+    request_id: str
+
+
+class Runtime(Protocol):
+    load_seconds: float
+
+    def start(self) -> None: ...
+
+    async def invoke(self, invocation: Invocation) -> tuple[bytes, str]: ...
+
+    async def close(self) -> None: ...
+
+
+class ClassifierRuntime:
+    """Decodes images on a thread pool while the micro-batcher's thread runs the model."""
+
+    def __init__(self, classifier: ImageClassifier, settings: Settings, metrics: ServingMetrics) -> None:
+        self.classifier = classifier
+        self.settings = settings
+        self._decoders = ThreadPoolExecutor(
+            max_workers=settings.threads_per_worker, thread_name_prefix="decode"
+        )
+        self._metrics = metrics
+        self.batcher = MicroBatcher(
+            classifier.predict, settings.max_batch_size, settings.max_batch_delay_s, on_batch=self._on_batch
+        )
+        self.load_seconds = classifier.load_seconds
+
+    def start(self) -> None:
+        self.batcher.start()
+
+    def _on_batch(self, size: int) -> None:
+        self._metrics.batch_size.observe(size)
+        self._metrics.queue_depth.set(self.batcher.queue_depth)
+
+    def _prepare(self, data: bytes) -> np.ndarray:
+        return self.classifier.preprocess(open_image(data, self.settings.max_image_pixels))
+
+    async def invoke(self, invocation: Invocation) -> tuple[bytes, str]:
+        loop = asyncio.get_running_loop()
+        request_type = media_type(invocation.content_type)
+        # JSON Lines in, JSON Lines out, unless the client asks for something else.
+        preferred = JSONLINES if request_type == JSONLINES else self.settings.default_accept
+        response_type = negotiate(invocation.accept, preferred)
+        top_k = parse_top_k(invocation.custom_attributes, self.settings.top_k)
+        images = await loop.run_in_executor(
+            self._decoders, split_images, invocation.content_type, invocation.body
+        )
+        arrays = await asyncio.gather(
+            *(loop.run_in_executor(self._decoders, self._prepare, data) for data in images)
+        )
+        self._metrics.queue_depth.set(self.batcher.queue_depth + len(arrays))
+        probabilities = await asyncio.gather(*(self.batcher.submit(array) for array in arrays))
+        predictions = top_predictions(np.stack(probabilities), self.classifier.labels, top_k)
+        return ENCODERS[response_type](predictions), response_type
+
+    async def close(self) -> None:
+        await self.batcher.stop()
+        self._decoders.shutdown(wait=True)

@@ -1,0 +1,127 @@
+"""The serving settings, read once from the environment at start.
+
+SageMaker sets its own variables (SageMaker's names are kept so that existing deployments behave the same);
+Kennel's own knobs start with KENNEL_. Every default is listed in `VARIABLES`, which is also what the start-up
+log line and `serve --help` print.
+"""
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+MIB = 1024 * 1024
+
+# name: (default, meaning). The defaults follow SageMaker's documented values where one exists.
+VARIABLES: dict[str, tuple[str, str]] = {
+    "SAGEMAKER_BIND_TO_PORT": ("8080", "port to listen on (pipelines and multi-container endpoints set it)"),
+    "SAGEMAKER_MODEL_SERVER_WORKERS": ("1", "server processes, each with its own model copy and CPU share"),
+    "SAGEMAKER_MODEL_SERVER_TIMEOUT": ("60", "seconds an /invocations request may take before a 504"),
+    "SAGEMAKER_MAX_PAYLOAD_IN_MB": ("6", "largest request body in MiB (batch transform sets it, up to 100)"),
+    "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": (
+        "application/json",
+        "response type when Accept is absent or */*",
+    ),
+    "SAGEMAKER_BATCH": ("false", "true in batch transform jobs"),
+    "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": ("", "answer of /execution-parameters (default: CPUs)"),
+    "SAGEMAKER_BATCH_STRATEGY": ("MULTI_RECORD", "answer of /execution-parameters"),
+    "SAGEMAKER_PROGRAM": ("inference.py", "custom handler module in MODEL_DIR/code"),
+    "SM_MODEL_DIR": ("/opt/ml/model", "the model directory (docs/model-format.md)"),
+    "KENNEL_MAX_BATCH_SIZE": ("16", "most images in one ONNX Runtime call"),
+    "KENNEL_MAX_BATCH_DELAY_MS": ("0", "longest a request waits for others to join its batch"),
+    "KENNEL_TOP_K": ("5", "predictions per image unless the request asks (top_k=N custom attribute)"),
+    "KENNEL_MAX_IMAGE_PIXELS": ("40000000", "images with more pixels are refused before decoding"),
+    "KENNEL_CPUS": ("", "CPUs to size threads for (default: what the container may use)"),
+}
+
+
+class SettingsError(ValueError):
+    """A variable with a value that cannot be used; the message names the variable."""
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: the affinity mask, capped by a cgroup CPU quota (docker run --cpus)."""
+    cpus = len(os.sched_getaffinity(0))
+    quota = None
+    try:  # cgroup v2
+        limit, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if limit != "max":
+            quota = int(limit) / int(period)
+    except (OSError, ValueError):
+        try:  # cgroup v1
+            limit = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+            period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+            quota = limit / period if limit > 0 else None
+        except (OSError, ValueError):
+            pass
+    return max(1, min(cpus, math.ceil(quota))) if quota else cpus
+
+
+@dataclass(frozen=True)
+class Settings:
+    port: int
+    workers: int
+    timeout_s: float
+    max_payload_bytes: int
+    default_accept: str
+    batch_mode: bool
+    max_concurrent_transforms: int
+    batch_strategy: str
+    program: str
+    model_dir: Path
+    max_batch_size: int
+    max_batch_delay_s: float
+    top_k: int
+    max_image_pixels: int
+    cpus: int
+
+    @property
+    def threads_per_worker(self) -> int:
+        """Each worker process gets an equal share of the CPUs, so workers never oversubscribe them."""
+        return max(1, self.cpus // self.workers)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> "Settings":
+        env = os.environ if environ is None else environ
+
+        def raw(name: str) -> str:
+            value = env.get(name, "").strip()
+            return value or VARIABLES[name][0]
+
+        def number(name: str, kind: type = int, minimum: float = 0) -> int | float:
+            try:
+                value = kind(raw(name))
+            except ValueError:
+                raise SettingsError(f"{name}={raw(name)!r} is not a {kind.__name__}") from None
+            if value < minimum:
+                raise SettingsError(f"{name}={value} must be at least {minimum}")
+            return value
+
+        cpus = number("KENNEL_CPUS", minimum=1) if raw("KENNEL_CPUS") else available_cpus()
+        transforms = raw("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS")
+        values = {
+            "port": number("SAGEMAKER_BIND_TO_PORT", minimum=1),
+            "workers": number("SAGEMAKER_MODEL_SERVER_WORKERS", minimum=1),
+            "timeout_s": number("SAGEMAKER_MODEL_SERVER_TIMEOUT", float, minimum=0.001),
+            "max_payload_bytes": int(number("SAGEMAKER_MAX_PAYLOAD_IN_MB", float, minimum=0.001) * MIB),
+            "default_accept": raw("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT").lower(),
+            "batch_mode": raw("SAGEMAKER_BATCH").lower() == "true",
+            "max_concurrent_transforms": number("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", minimum=1)
+            if transforms
+            else cpus,
+            "batch_strategy": raw("SAGEMAKER_BATCH_STRATEGY").upper(),
+            "program": raw("SAGEMAKER_PROGRAM"),
+            "model_dir": Path(raw("SM_MODEL_DIR")),
+            "max_batch_size": number("KENNEL_MAX_BATCH_SIZE", minimum=1),
+            "max_batch_delay_s": number("KENNEL_MAX_BATCH_DELAY_MS", float) / 1000,
+            "top_k": number("KENNEL_TOP_K", minimum=1),
+            "max_image_pixels": number("KENNEL_MAX_IMAGE_PIXELS", minimum=1),
+            "cpus": cpus,
+        }
+        return cls(**{**values, **overrides})
+
+    def describe(self) -> dict[str, object]:
+        """The effective settings as JSON-friendly values, for the start-up log line."""
+        return {
+            key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()
+        } | {"threads_per_worker": self.threads_per_worker}

@@ -1,0 +1,9 @@
+"""Content types as the SageMaker inference toolkit names them."""
+
+JSON = "application/json"
+CSV = "text/csv"
+OCTET_STREAM = "application/octet-stream"
+ANY = "*/*"
+NPY = "application/x-npy"
+NPZ = "application/x-npz"
+UTF8_TYPES = [JSON, CSV]

@@ -1,0 +1,36 @@
+"""`decode(obj, content_type)`: JSON, CSV and NPY request bodies to NumPy arrays, as the toolkit does."""
+
+import io
+import json
+
+import numpy as np
+
+from sagemaker_inference import content_types, errors
+
+
+def _json_to_numpy(string_like: str | bytes, dtype: object = None) -> np.ndarray:
+    return np.array(json.loads(string_like), dtype=dtype)
+
+
+def _csv_to_numpy(string_like: str | bytes, dtype: object = None) -> np.ndarray:
+    text = string_like.decode() if isinstance(string_like, bytes) else string_like
+    return np.genfromtxt(io.StringIO(text), dtype=dtype, delimiter=",")
+
+
+def _npy_to_numpy(npy_array: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(npy_array), allow_pickle=False)
+
+
+_decoder_map = {
+    content_types.NPY: _npy_to_numpy,
+    content_types.CSV: _csv_to_numpy,
+    content_types.JSON: _json_to_numpy,
+}
+
+
+def decode(obj: str | bytes, content_type: str) -> np.ndarray:
+    try:
+        decoder = _decoder_map[content_type]
+    except KeyError:
+        raise errors.UnsupportedFormatError(content_type) from None
+    return decoder(obj)
