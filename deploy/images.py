@@ -95,6 +95,31 @@ def build(
     )
 
 
+class PushError(RuntimeError):
+    """A failed `docker push`, with the registry's own message."""
+
+
+def push(
+    local_tag: str, repository: str, tag: str, auth: dict[str, str], client: docker.DockerClient | None = None
+) -> str:
+    """Tags `local_tag` as repository:tag, pushes it with `auth` (username, password) and returns the
+    pushed manifest's digest. The extra local tag is removed afterwards."""
+    client = client or docker.from_env()
+    image = client.images.get(local_tag)
+    image.tag(repository, tag)
+    digest = ""
+    try:
+        for chunk in client.api.push(repository, tag, auth_config=auth, stream=True, decode=True):
+            if "error" in chunk:
+                raise PushError(f"pushing {repository}:{tag} failed: {chunk['error'].strip()}")
+            digest = chunk.get("aux", {}).get("Digest", digest)
+    finally:
+        client.images.remove(f"{repository}:{tag}", noprune=True)
+    if not digest:
+        raise PushError(f"pushing {repository}:{tag} reported no digest")
+    return digest
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.images", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)

@@ -1,0 +1,110 @@
+"""What every resource module shares: clients, the error type, and the record of what a run changes.
+
+boto3 honours AWS_ENDPOINT_URL, AWS_PROFILE and the rest of its environment, so nothing here knows
+whether it talks to AWS or to an emulator.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from deploy.stack import Stack
+
+# Standard retry mode backs off on throttling; AWS_MAX_ATTEMPTS in the environment still applies.
+CLIENT_CONFIG = Config(retries={"mode": "standard"})
+
+
+class DeployError(RuntimeError):
+    """A deploy step that failed; `reason` carries the service's own FailureReason when it gave one."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(f"{message}: {reason}" if reason else message)
+        self.reason = reason
+
+
+def error_code(err: ClientError) -> str:
+    return err.response.get("Error", {}).get("Code", "")
+
+
+def is_not_found(err: ClientError) -> bool:
+    """Every service spells "it does not exist" its own way; SageMaker says it in a ValidationException."""
+    code = error_code(err)
+    message = err.response.get("Error", {}).get("Message", "")
+    if code == "ValidationException":
+        return "Could not find" in message or "does not exist" in message
+    return code in {
+        "ResourceNotFoundException",
+        "NoSuchEntity",
+        "NoSuchKey",
+        "NoSuchBucket",
+        "404",
+        "RepositoryNotFoundException",
+        "ObjectNotFoundException",
+        "ProvisionedConcurrencyConfigNotFoundException",
+    }
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str
+    name: str
+    action: str  # create, update, delete or unchanged
+    detail: str = ""
+
+    def __str__(self) -> str:
+        detail = f" ({self.detail})" if self.detail else ""
+        return f"{self.action:>9}  {self.kind:<22} {self.name}{detail}"
+
+
+@dataclass
+class Run:
+    """One `plan`, `up` or `down`: its clients, and what it did (or, when `dry_run`, would do)."""
+
+    stack: Stack
+    dry_run: bool = False
+    poll_seconds: int = 30
+    say: Callable[[str], None] = print
+    changes: list[Change] = field(default_factory=list)
+    _clients: dict[str, Any] = field(default_factory=dict)
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = boto3.client(
+                service, region_name=self.stack.region, config=CLIENT_CONFIG
+            )
+        return self._clients[service]
+
+    @cached_property
+    def account(self) -> str:
+        return self.client("sts").get_caller_identity()["Account"]
+
+    @property
+    def partition(self) -> str:
+        return self.client("sts").meta.partition
+
+    def arn(self, service: str, resource: str, region: bool = True) -> str:
+        return (
+            f"arn:{self.partition}:{service}:{self.stack.region if region else ''}:{self.account}:{resource}"
+        )
+
+    def waiter_config(self, minutes: int) -> dict[str, int]:
+        delay = max(self.poll_seconds, 1)
+        return {"Delay": self.poll_seconds, "MaxAttempts": max(1, minutes * 60 // delay)}
+
+    def apply(self, kind: str, name: str, action: str, detail: str = "") -> bool:
+        """Records a change; returns True when the caller should make it (False in a dry run)."""
+        change = Change(kind, name, action, detail)
+        self.changes.append(change)
+        self.say(("would " if self.dry_run and action != "unchanged" else "") + str(change).strip())
+        return action != "unchanged" and not self.dry_run
+
+    def changed(self) -> list[Change]:
+        return [c for c in self.changes if c.action != "unchanged"]
+
+    def tag_list(self, key: str = "Key", value: str = "Value") -> list[dict[str, str]]:
+        return [{key: k, value: v} for k, v in self.stack.all_tags().items()]

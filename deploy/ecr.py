@@ -1,0 +1,180 @@
+"""ECR repositories (scan on push, immutable tags, a lifecycle policy) and the images in them.
+
+Images are tagged by the git revision of containers/, so a tag names one build and never moves. With
+`images.registry` set, images go to that registry instead (a local one, for tests) and the pushed
+manifest is recorded in the ECR repository, so `describe_images` answers the same way in both cases.
+"""
+
+import base64
+import contextlib
+import json
+import subprocess
+import urllib.request
+from collections.abc import Callable
+
+from botocore.exceptions import ClientError
+
+from deploy import images
+from deploy.aws import DeployError, Run, is_not_found
+from deploy.stack import ROOT
+
+IMAGES = ("serve", "train")
+LIFECYCLE_POLICY = {
+    "rules": [
+        {
+            "rulePriority": 1,
+            "description": "drop untagged layers after a day",
+            "selection": {
+                "tagStatus": "untagged",
+                "countType": "sinceImagePushed",
+                "countUnit": "days",
+                "countNumber": 1,
+            },
+            "action": {"type": "expire"},
+        },
+        {
+            "rulePriority": 2,
+            "description": "keep the 20 newest images",
+            "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 20},
+            "action": {"type": "expire"},
+        },
+    ]
+}
+MANIFEST_TYPES = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+)
+# publish(image name, repository, tag, docker credentials) -> pushed manifest digest
+Publisher = Callable[[str, str, str, dict[str, str]], str]
+
+
+def build_and_push(image: str, repository: str, tag: str, auth: dict[str, str]) -> str:
+    return images.push(images.build(image).tag, repository, tag, auth)
+
+
+def image_tag(run: Run) -> str:
+    """`images.tag` from the stack, else the git revision of a clean containers/ tree."""
+    if run.stack.images.tag:
+        return run.stack.images.tag
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        if done.returncode:
+            raise DeployError("images.tag is unset and the git revision is unknown", done.stderr.strip())
+        return done.stdout.strip()
+
+    revision = git("rev-parse", "--short=12", "HEAD")
+    if git("status", "--porcelain", "--", "containers"):
+        raise DeployError(
+            "containers/ has uncommitted changes: commit them (tags are immutable) or set images.tag"
+        )
+    return revision
+
+
+def registry(run: Run) -> str:
+    return run.stack.images.registry or f"{run.account}.dkr.ecr.{run.stack.region}.amazonaws.com"
+
+
+def image_uri(run: Run, image: str) -> str:
+    return f"{registry(run)}/{run.stack.repository(image)}:{image_tag(run)}"
+
+
+def _describe(run: Run, name: str) -> dict | None:
+    try:
+        return run.client("ecr").describe_repositories(repositoryNames=[name])["repositories"][0]
+    except ClientError as err:
+        if is_not_found(err):
+            return None
+        raise
+
+
+def _lifecycle(run: Run, name: str) -> dict | None:
+    try:
+        text = run.client("ecr").get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"]
+    except ClientError as err:
+        if is_not_found(err) or "LifecyclePolicyNotFound" in str(err):
+            return None
+        raise
+    return json.loads(text)
+
+
+def ensure_repository(run: Run, image: str) -> None:
+    ecr, name = run.client("ecr"), run.stack.repository(image)
+    repo = _describe(run, name)
+    if repo is None:
+        if run.apply("ecr repository", name, "create", "scan on push, immutable tags"):
+            ecr.create_repository(
+                repositoryName=name,
+                imageTagMutability="IMMUTABLE",
+                imageScanningConfiguration={"scanOnPush": True},
+                tags=run.tag_list(),
+            )
+    elif repo["imageTagMutability"] != "IMMUTABLE" or not repo["imageScanningConfiguration"]["scanOnPush"]:
+        if run.apply("ecr repository", name, "update", "scan on push, immutable tags"):
+            ecr.put_image_tag_mutability(repositoryName=name, imageTagMutability="IMMUTABLE")
+            ecr.put_image_scanning_configuration(
+                repositoryName=name, imageScanningConfiguration={"scanOnPush": True}
+            )
+    else:
+        run.apply("ecr repository", name, "unchanged")
+    current = _lifecycle(run, name) if repo else None
+    if current == LIFECYCLE_POLICY:
+        run.apply("ecr lifecycle policy", name, "unchanged")
+    elif run.apply("ecr lifecycle policy", name, "create" if current is None else "update"):
+        ecr.put_lifecycle_policy(repositoryName=name, lifecyclePolicyText=json.dumps(LIFECYCLE_POLICY))
+
+
+def login(run: Run) -> dict[str, str]:
+    """Docker credentials from ECR's authorization token (base64 of "AWS:<password>")."""
+    data = run.client("ecr").get_authorization_token()["authorizationData"][0]
+    username, password = base64.b64decode(data["authorizationToken"]).decode().split(":", 1)
+    return {"username": username, "password": password}
+
+
+def _has_tag(run: Run, name: str, tag: str) -> bool:
+    try:
+        run.client("ecr").describe_images(repositoryName=name, imageIds=[{"imageTag": tag}])
+        return True
+    except ClientError as err:
+        if is_not_found(err) or "ImageNotFound" in str(err):
+            return False
+        raise
+
+
+def ensure_image(run: Run, image: str, publish: Publisher = build_and_push) -> str:
+    """Builds and pushes the image unless its tag is already in the repository; returns its URI."""
+    name, tag = run.stack.repository(image), image_tag(run)
+    uri = image_uri(run, image)
+    if _has_tag(run, name, tag):
+        run.apply("image", uri, "unchanged")
+    elif run.apply("image", uri, "create", "build and push"):
+        auth = login(run)
+        repository = uri.rsplit(":", 1)[0]
+        digest = publish(image, repository, tag, auth)
+        if run.stack.images.registry:
+            _record(run, name, tag, repository, digest, auth)
+    return uri
+
+
+def _record(run: Run, name: str, tag: str, repository: str, digest: str, auth: dict[str, str]) -> None:
+    """Copies the manifest pushed to an overriding registry into the ECR repository's record."""
+    host, path = repository.split("/", 1)
+    scheme = "http" if host.startswith(("127.", "localhost")) else "https"
+    request = urllib.request.Request(f"{scheme}://{host}/v2/{path}/manifests/{digest}")
+    request.add_header("Accept", ", ".join(MANIFEST_TYPES))
+    token = base64.b64encode(f"{auth['username']}:{auth['password']}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        manifest = response.read().decode()
+        media_type = response.headers["Content-Type"]
+    run.client("ecr").put_image(
+        repositoryName=name, imageManifest=manifest, imageManifestMediaType=media_type, imageTag=tag
+    )
+
+
+def delete_repository(run: Run, image: str) -> None:
+    ecr, name = run.client("ecr"), run.stack.repository(image)
+    if _describe(run, name) is None or not run.apply("ecr repository", name, "delete", "with its images"):
+        return
+    with contextlib.suppress(ecr.exceptions.RepositoryNotFoundException):
+        ecr.delete_repository(repositoryName=name, force=True)

@@ -1,0 +1,193 @@
+"""The Lambda proxy: its zip, configuration, a published version behind the `live` alias, reserved
+concurrency, provisioned concurrency on the alias and an optional function URL with IAM auth.
+
+Callers use the alias, so provisioned concurrency applies and a new version goes live in one step.
+"""
+
+import base64
+import contextlib
+import hashlib
+import io
+import time
+import zipfile
+from pathlib import Path
+
+from botocore.exceptions import ClientError
+
+from deploy.aws import DeployError, Run, is_not_found
+
+ALIAS = "live"
+HANDLER = "proxy.handler"
+# Tests and the local HTTP adapter stay out of the zip; boto3 comes with the Lambda runtime.
+EXCLUDED = ("test_*", "*_test.py", "conftest.py", "local*")
+
+
+def package(source_dir: Path) -> bytes:
+    """The zip of the handler's top-level .py files, with fixed timestamps: same sources, same bytes."""
+    files = sorted(p for p in source_dir.glob("*.py") if not any(p.match(pattern) for pattern in EXCLUDED))
+    if not any(p.name == "proxy.py" for p in files):
+        raise DeployError(f"{source_dir} has no proxy.py (the handler is {HANDLER})")
+    raw = io.BytesIO()
+    with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in files:
+            info = zipfile.ZipInfo(path.name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, path.read_bytes(), zipfile.ZIP_DEFLATED)
+    return raw.getvalue()
+
+
+def code_sha256(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def configuration(run: Run, role_arn: str) -> dict:
+    fn = run.stack.function
+    return {
+        "Runtime": fn.runtime,
+        "Role": role_arn,
+        "Handler": HANDLER,
+        "MemorySize": fn.memory_mb,
+        "Timeout": fn.timeout_seconds,
+        "Environment": {"Variables": {"KENNEL_ENDPOINT_NAME": run.stack.endpoint_name}},
+    }
+
+
+def _same(live: dict, wanted: dict) -> bool:
+    return all(live.get(k) == v for k, v in wanted.items())
+
+
+def get_configuration(run: Run, qualifier: str | None = None) -> dict | None:
+    extra = {"Qualifier": qualifier} if qualifier else {}
+    try:
+        return run.client("lambda").get_function_configuration(FunctionName=run.stack.function_name, **extra)
+    except ClientError as err:
+        if is_not_found(err):
+            return None
+        raise
+
+
+def ensure_function(run: Run, role_arn: str) -> None:
+    aws, name = run.client("lambda"), run.stack.function_name
+    code = package(run.stack.function.source_dir)
+    wanted = configuration(run, role_arn)
+    latest = get_configuration(run)
+    if latest is None:
+        if run.apply("lambda function", name, "create", f"{len(code)} byte zip"):
+            aws.create_function(
+                FunctionName=name, Code={"ZipFile": code}, Tags=run.stack.all_tags(), **wanted
+            )
+            aws.get_waiter("function_active_v2").wait(FunctionName=name)
+    else:
+        if latest["CodeSha256"] == code_sha256(code):
+            run.apply("lambda code", name, "unchanged")
+        elif run.apply("lambda code", name, "update"):
+            aws.update_function_code(FunctionName=name, ZipFile=code)
+            aws.get_waiter("function_updated_v2").wait(FunctionName=name)
+        if _same(latest, wanted):
+            run.apply("lambda configuration", name, "unchanged")
+        elif run.apply("lambda configuration", name, "update"):
+            aws.update_function_configuration(FunctionName=name, **wanted)
+            aws.get_waiter("function_updated_v2").wait(FunctionName=name)
+    _ensure_alias(run, code_sha256(code), wanted)
+    _ensure_reserved(run)
+    _ensure_provisioned(run)
+    _ensure_url(run)
+
+
+def _ensure_alias(run: Run, sha: str, wanted: dict) -> None:
+    """Publishes a version and points `live` at it, unless `live` already runs this code and config."""
+    aws, name = run.client("lambda"), run.stack.function_name
+    live = get_configuration(run, ALIAS)
+    if live and live["CodeSha256"] == sha and _same(live, wanted):
+        run.apply("lambda alias", f"{name}:{ALIAS}", "unchanged", f"version {live['Version']}")
+        return
+    if not run.apply(
+        "lambda alias", f"{name}:{ALIAS}", "update" if live else "create", "new published version"
+    ):
+        return
+    version = aws.publish_version(FunctionName=name, CodeSha256=sha)["Version"]
+    aws.get_waiter("published_version_active").wait(FunctionName=name, Qualifier=version)
+    if live:
+        aws.update_alias(FunctionName=name, Name=ALIAS, FunctionVersion=version)
+    else:
+        aws.create_alias(FunctionName=name, Name=ALIAS, FunctionVersion=version)
+
+
+def _ensure_reserved(run: Run) -> None:
+    aws, name, wanted = run.client("lambda"), run.stack.function_name, run.stack.function.reserved_concurrency
+    current = None
+    if get_configuration(run) is not None:
+        current = aws.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")
+    if current == wanted:
+        run.apply("reserved concurrency", name, "unchanged", str(wanted))
+    elif run.apply("reserved concurrency", name, "update" if current else "create", f"{current} -> {wanted}"):
+        aws.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=wanted)
+
+
+def _ensure_provisioned(run: Run) -> None:
+    """Provisioned concurrency on the alias; 0 in the stack file means deploy does not manage it."""
+    aws, name, wanted = (
+        run.client("lambda"),
+        run.stack.function_name,
+        run.stack.function.provisioned_concurrency,
+    )
+    if wanted == 0:
+        return
+    label = f"{name}:{ALIAS}"
+    try:
+        current = aws.get_provisioned_concurrency_config(FunctionName=name, Qualifier=ALIAS)
+    except ClientError as err:
+        if not is_not_found(err):
+            raise
+        current = None
+    if current and current["RequestedProvisionedConcurrentExecutions"] == wanted:
+        run.apply("provisioned concurrency", label, "unchanged", f"{wanted}, {current['Status']}")
+        if current["Status"] != "READY" and not run.dry_run:
+            wait_provisioned(run)
+    elif run.apply("provisioned concurrency", label, "update" if current else "create", str(wanted)):
+        aws.put_provisioned_concurrency_config(
+            FunctionName=name, Qualifier=ALIAS, ProvisionedConcurrentExecutions=wanted
+        )
+        wait_provisioned(run)
+
+
+def wait_provisioned(run: Run) -> None:
+    """Polls until provisioned concurrency is READY; FAILED raises with Lambda's StatusReason."""
+    aws, name = run.client("lambda"), run.stack.function_name
+    for _ in range(max(1, 30 * 60 // max(run.poll_seconds, 1))):
+        config = aws.get_provisioned_concurrency_config(FunctionName=name, Qualifier=ALIAS)
+        if config["Status"] == "READY":
+            return
+        if config["Status"] == "FAILED":
+            raise DeployError(f"provisioned concurrency on {name}:{ALIAS} failed", config.get("StatusReason"))
+        time.sleep(run.poll_seconds)
+    raise DeployError(f"provisioned concurrency on {name}:{ALIAS} was not READY within 30 minutes")
+
+
+def _ensure_url(run: Run) -> None:
+    aws, name = run.client("lambda"), run.stack.function_name
+    try:
+        current = aws.get_function_url_config(FunctionName=name, Qualifier=ALIAS)
+    except ClientError as err:
+        if not is_not_found(err):
+            raise
+        current = None
+    label = f"{name}:{ALIAS}"
+    if run.stack.function.function_url:
+        if current and current["AuthType"] == "AWS_IAM":
+            run.apply("function url", label, "unchanged", current["FunctionUrl"])
+        elif current and run.apply("function url", label, "update", "IAM auth"):
+            aws.update_function_url_config(FunctionName=name, Qualifier=ALIAS, AuthType="AWS_IAM")
+        elif not current and run.apply("function url", label, "create", "IAM auth"):
+            aws.create_function_url_config(FunctionName=name, Qualifier=ALIAS, AuthType="AWS_IAM")
+    elif current and run.apply("function url", label, "delete"):
+        aws.delete_function_url_config(FunctionName=name, Qualifier=ALIAS)
+
+
+def delete_function(run: Run) -> None:
+    """Deleting the function removes its versions, alias, URL and concurrency settings with it."""
+    aws, name = run.client("lambda"), run.stack.function_name
+    if get_configuration(run) is None or not run.apply("lambda function", name, "delete"):
+        return
+    with contextlib.suppress(aws.exceptions.ResourceNotFoundException):
+        aws.delete_function(FunctionName=name)

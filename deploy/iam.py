@@ -1,0 +1,182 @@
+"""IAM roles with one inline policy each, scoped to the exact ARNs of this stack's resources.
+
+The policy documents are plain functions of the stack, so tests lint exactly what `up` puts in place.
+`Resource: "*"` appears only for the actions in RESOURCE_STAR_ONLY, where AWS offers nothing narrower.
+"""
+
+import contextlib
+import json
+from typing import Any
+
+from deploy.aws import Run
+
+# The only actions granted on "*", each because the service has no resource type for it.
+RESOURCE_STAR_ONLY = {
+    "ecr:GetAuthorizationToken": "the registry login token is account-wide; ECR has no resource for it",
+    "cloudwatch:PutMetricData": "CloudWatch metrics have no ARN; SageMaker containers publish through it",
+}
+POLICY_NAME = "kennel"
+Policy = dict[str, Any]
+
+
+def _policy(*statements: dict[str, Any]) -> Policy:
+    return {"Version": "2012-10-17", "Statement": list(statements)}
+
+
+def _allow(sid: str, actions: list[str], resources: list[str], **extra: Any) -> dict[str, Any]:
+    return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources, **extra}
+
+
+def trust_policy(service: str) -> Policy:
+    return _policy(
+        {"Effect": "Allow", "Principal": {"Service": f"{service}.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    )
+
+
+def _log_group(run: Run, group: str) -> str:
+    return run.arn("logs", f"log-group:{group}")
+
+
+def _ecr_pull(run: Run, image: str) -> list[dict[str, Any]]:
+    return [
+        _allow("RegistryLogin", ["ecr:GetAuthorizationToken"], ["*"]),
+        _allow(
+            "PullImage",
+            ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            [run.arn("ecr", f"repository/{run.stack.repository(image)}")],
+        ),
+    ]
+
+
+def _metrics() -> dict[str, Any]:
+    return _allow("PublishMetrics", ["cloudwatch:PutMetricData"], ["*"])
+
+
+def hosting_policy(run: Run) -> Policy:
+    """The endpoint's role: pull the serving image, read model archives, write its one log group."""
+    stack = run.stack
+    group = _log_group(run, stack.endpoint_log_group)
+    return _policy(
+        *_ecr_pull(run, "serve"),
+        _allow(
+            "ReadModel",
+            ["s3:GetObject"],
+            [
+                f"arn:{run.partition}:s3:::{stack.bucket}/{stack.prefix}/models/*",
+                f"arn:{run.partition}:s3:::{stack.bucket}/{stack.prefix}/training/*",
+            ],
+        ),
+        _allow("WriteLogs", ["logs:CreateLogStream", "logs:PutLogEvents"], [f"{group}:log-stream:*"]),
+        _allow("DescribeLogs", ["logs:DescribeLogStreams"], [f"{group}:*"]),
+        _metrics(),
+    )
+
+
+def training_policy(run: Run) -> Policy:
+    """Training and tuning jobs: pull the training image, read data, write outputs and checkpoints."""
+    stack = run.stack
+    objects = f"arn:{run.partition}:s3:::{stack.bucket}/{stack.prefix}"
+    group = _log_group(run, "/aws/sagemaker/TrainingJobs")
+    return _policy(
+        *_ecr_pull(run, "train"),
+        _allow(
+            "ListOwnPrefix",
+            ["s3:ListBucket"],
+            [f"arn:{run.partition}:s3:::{stack.bucket}"],
+            Condition={"StringLike": {"s3:prefix": [f"{stack.prefix}/*"]}},
+        ),
+        _allow("ReadData", ["s3:GetObject"], [f"{objects}/data/*", f"{objects}/checkpoints/*"]),
+        _allow("WriteOutputs", ["s3:PutObject"], [f"{objects}/training/*", f"{objects}/checkpoints/*"]),
+        _allow("CreateLogGroup", ["logs:CreateLogGroup"], [f"{group}:*"]),
+        _allow(
+            "WriteLogs",
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            [f"{group}:log-stream:{stack.name}-*"],
+        ),
+        _allow("DescribeLogs", ["logs:DescribeLogStreams"], [f"{group}:*"]),
+        _metrics(),
+    )
+
+
+def lambda_policy(run: Run) -> Policy:
+    """The proxy: invoke its one endpoint (ARN in lower case, as IAM matches it) and write its log group."""
+    stack = run.stack
+    group = _log_group(run, stack.lambda_log_group)
+    return _policy(
+        _allow(
+            "InvokeEndpoint",
+            ["sagemaker:InvokeEndpoint"],
+            [run.arn("sagemaker", f"endpoint/{stack.endpoint_name.lower()}")],
+        ),
+        _allow("WriteLogs", ["logs:CreateLogStream", "logs:PutLogEvents"], [f"{group}:log-stream:*"]),
+    )
+
+
+def roles(run: Run) -> list[tuple[str, str, Policy]]:
+    """(role name, trusted service, inline policy) for every role `up` creates."""
+    stack = run.stack
+    return [
+        (stack.hosting_role, "sagemaker", hosting_policy(run)),
+        (stack.training_role, "sagemaker", training_policy(run)),
+        (stack.lambda_role, "lambda", lambda_policy(run)),
+    ]
+
+
+def role_arn(run: Run, name: str) -> str:
+    return run.arn("iam", f"role/{name}", region=False)
+
+
+def _current(run: Run, name: str) -> tuple[dict | None, dict | None]:
+    iam = run.client("iam")
+    try:
+        role = iam.get_role(RoleName=name)["Role"]
+    except iam.exceptions.NoSuchEntityException:
+        return None, None
+    try:
+        policy = iam.get_role_policy(RoleName=name, PolicyName=POLICY_NAME)["PolicyDocument"]
+    except iam.exceptions.NoSuchEntityException:
+        policy = None
+    if isinstance(policy, str):
+        policy = json.loads(policy)
+    return role, policy
+
+
+def ensure_role(run: Run, name: str, service: str, policy: Policy) -> str:
+    iam = run.client("iam")
+    role, current = _current(run, name)
+    trust = trust_policy(service)
+    if role is None:
+        if run.apply("iam role", name, "create", f"assumed by {service}"):
+            iam.create_role(
+                RoleName=name,
+                AssumeRolePolicyDocument=json.dumps(trust),
+                Description=f"Kennel stack {run.stack.name}",
+                Tags=run.tag_list(),
+            )
+            iam.get_waiter("role_exists").wait(RoleName=name)
+    elif _normalise(role["AssumeRolePolicyDocument"]) != trust:
+        if run.apply("iam role", name, "update", "trust policy"):
+            iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust))
+    else:
+        run.apply("iam role", name, "unchanged")
+    label = f"{name}/{POLICY_NAME}"
+    if current == policy:
+        run.apply("iam policy", label, "unchanged")
+    elif run.apply("iam policy", label, "create" if current is None else "update"):
+        iam.put_role_policy(RoleName=name, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(policy))
+    return role_arn(run, name)
+
+
+def _normalise(document: Any) -> Any:
+    return json.loads(document) if isinstance(document, str) else document
+
+
+def delete_role(run: Run, name: str) -> None:
+    iam = run.client("iam")
+    role, _ = _current(run, name)
+    if role is None or not run.apply("iam role", name, "delete"):
+        return
+    for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+        iam.delete_role_policy(RoleName=name, PolicyName=policy)
+    with contextlib.suppress(iam.exceptions.NoSuchEntityException):
+        iam.delete_role(RoleName=name)

@@ -1,0 +1,106 @@
+"""`plan`, `up`, `down` and `status`: the resource modules in dependency order, and that order reversed.
+
+`plan` runs `up`'s exact code with a dry-run `Run`: every module describes first and, in a dry run,
+only records what it would do. So the plan is what `up` then does, by construction.
+"""
+
+from deploy import autoscaling, ecr, endpoint, endpoint_config, function, iam, logs, model, s3
+from deploy.aws import Run
+
+
+def up(run: Run, publish: ecr.Publisher = ecr.build_and_push) -> Run:
+    stack = run.stack
+    s3.ensure_bucket(run)
+    uris = {}
+    for image in ecr.IMAGES:
+        ecr.ensure_repository(run, image)
+        uris[image] = ecr.ensure_image(run, image, publish)
+    logs.ensure_log_group(run, stack.endpoint_log_group, stack.endpoint.log_retention_days)
+    logs.ensure_log_group(run, stack.lambda_log_group, stack.function.log_retention_days)
+    arns = {name: iam.ensure_role(run, name, service, policy) for name, service, policy in iam.roles(run)}
+    model_data = s3.ensure_model_data(run)
+    model_name = model.ensure_model(run, uris["serve"], model_data, arns[stack.hosting_role])
+    config = endpoint_config.ensure_endpoint_config(run, model_name)
+    current = endpoint.describe(run)
+    new_type = (
+        bool(current)
+        and current["EndpointConfigName"] != config
+        and endpoint.instance_type_changes(run, current)
+    )
+    if new_type:
+        autoscaling.delete_scaling(run)
+    endpoint.ensure_endpoint(run, config, current, new_type)
+    # The previous config and model are kept by SageMaker only while in use; drop ours once superseded.
+    endpoint_config.delete_endpoint_configs(run, keep=config)
+    model.delete_models(run, keep=model_name)
+    autoscaling.ensure_scaling(run)
+    function.ensure_function(run, arns[stack.lambda_role])
+    return run
+
+
+def down(run: Run) -> Run:
+    """Everything `up` made, in reverse; what is already gone counts as done. The bucket stays."""
+    stack = run.stack
+    function.delete_function(run)
+    autoscaling.delete_scaling(run)
+    endpoint.delete_endpoint(run)
+    endpoint_config.delete_endpoint_configs(run)
+    model.delete_models(run)
+    s3.delete_model_data(run)
+    for name, _, _ in reversed(iam.roles(run)):
+        iam.delete_role(run, name)
+    logs.delete_log_group(run, stack.lambda_log_group)
+    logs.delete_log_group(run, stack.endpoint_log_group)
+    for image in reversed(ecr.IMAGES):
+        ecr.delete_repository(run, image)
+    return run
+
+
+def status(run: Run) -> list[str]:
+    """A few lines: the endpoint and its variants, auto-scaling, and the Lambda's versions and concurrency."""
+    stack, lines = run.stack, []
+    described = endpoint.describe(run)
+    if described is None:
+        lines.append(f"endpoint {stack.endpoint_name}: absent")
+    else:
+        reason = f" ({described['FailureReason']})" if described.get("FailureReason") else ""
+        lines.append(
+            f"endpoint {stack.endpoint_name}: {described['EndpointStatus']}{reason}"
+            f" on {described['EndpointConfigName']}"
+        )
+        for v in described.get("ProductionVariants", []):
+            lines.append(
+                f"  variant {v['VariantName']}: {v.get('CurrentInstanceCount')} running, "
+                f"{v.get('DesiredInstanceCount')} desired"
+            )
+    target, policy = autoscaling.describe_target(run), autoscaling.describe_policy(run)
+    if target:
+        lines.append(f"  scaling: {target['MinCapacity']}..{target['MaxCapacity']} instances")
+    if policy:
+        tt = policy["TargetTrackingScalingPolicyConfiguration"]
+        lines.append(
+            f"  policy {policy['PolicyName']}: {tt['TargetValue']:g} invocations/instance/min, "
+            f"cooldown in {tt.get('ScaleInCooldown')} s / out {tt.get('ScaleOutCooldown')} s"
+        )
+    lines.extend(_function_status(run))
+    return lines
+
+
+def _function_status(run: Run) -> list[str]:
+    aws, name = run.client("lambda"), run.stack.function_name
+    if function.get_configuration(run) is None:
+        return [f"lambda {name}: absent"]
+    versions = [v["Version"] for v in aws.list_versions_by_function(FunctionName=name)["Versions"]]
+    live = function.get_configuration(run, function.ALIAS)
+    reserved = aws.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")
+    lines = [
+        f"lambda {name}: versions {', '.join(versions)}; {function.ALIAS} -> {live and live['Version']}",
+        f"  reserved concurrency: {reserved}",
+    ]
+    if run.stack.function.provisioned_concurrency:
+        pc = aws.get_provisioned_concurrency_config(FunctionName=name, Qualifier=function.ALIAS)
+        lines.append(
+            f"  provisioned concurrency: {pc.get('AllocatedProvisionedConcurrentExecutions')}/"
+            f"{pc['RequestedProvisionedConcurrentExecutions']} {pc['Status']}"
+        )
+    return lines

@@ -1,0 +1,59 @@
+"""The SageMaker model: serving image + model archive + execution role. Models are immutable, so the
+name carries a hash of what defines it and a change means a new model."""
+
+import hashlib
+import json
+import time
+
+from botocore.exceptions import ClientError
+
+from deploy.aws import Run, is_not_found
+
+PREFIX = "model-"
+
+
+def model_name(run: Run, image_uri: str, model_data_url: str, role_arn: str) -> str:
+    digest = hashlib.sha256(json.dumps([image_uri, model_data_url, role_arn]).encode()).hexdigest()[:12]
+    return f"{run.stack.name}-{PREFIX}{digest}"
+
+
+def ensure_model(run: Run, image_uri: str, model_data_url: str, role_arn: str) -> str:
+    sagemaker = run.client("sagemaker")
+    name = model_name(run, image_uri, model_data_url, role_arn)
+    try:
+        sagemaker.describe_model(ModelName=name)
+        run.apply("sagemaker model", name, "unchanged")
+        return name
+    except ClientError as err:
+        if not is_not_found(err):
+            raise
+    if run.apply("sagemaker model", name, "create", f"{image_uri} + {model_data_url}"):
+        # A role created moments ago may not be assumable yet: IAM is eventually consistent.
+        for attempt in range(6):
+            try:
+                sagemaker.create_model(
+                    ModelName=name,
+                    PrimaryContainer={"Image": image_uri, "ModelDataUrl": model_data_url},
+                    ExecutionRoleArn=role_arn,
+                    Tags=run.tag_list(),
+                )
+                break
+            except ClientError as err:
+                if "assume" not in str(err).lower() or attempt == 5:
+                    raise
+                time.sleep(run.poll_seconds / 3)
+    return name
+
+
+def delete_models(run: Run, keep: str | None = None) -> None:
+    """Deletes this stack's models (all but `keep`)."""
+    sagemaker = run.client("sagemaker")
+    prefix = f"{run.stack.name}-{PREFIX}"
+    pages = sagemaker.get_paginator("list_models").paginate(NameContains=prefix)
+    for name in sorted(m["ModelName"] for page in pages for m in page["Models"]):
+        if name.startswith(prefix) and name != keep and run.apply("sagemaker model", name, "delete"):
+            try:
+                sagemaker.delete_model(ModelName=name)
+            except ClientError as err:
+                if not is_not_found(err):
+                    raise

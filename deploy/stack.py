@@ -1,0 +1,369 @@
+"""The stack file: one TOML document that names every AWS resource Kennel deploys.
+
+`load(path)` validates it into a frozen `Stack`; every resource name is a property derived from it, so
+`up`, `down` and `status` walk the same list. A wrong, missing or misspelled key is a `StackError`
+naming the key (for example `endpoint.instance_count`).
+"""
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+NAME = re.compile(r"^[a-z][a-z0-9-]{1,19}$")
+REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+PREFIX = re.compile(r"^[a-z0-9][a-z0-9/_-]*[a-z0-9]$")
+REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(:\d+)?$")
+TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+CHANNEL = re.compile(r"^[A-Za-z0-9\.\-_]+$")
+
+
+class StackError(ValueError):
+    """A stack file that cannot be deployed; the message starts with the offending key."""
+
+
+@dataclass(frozen=True)
+class Images:
+    registry: str | None
+    tag: str | None
+
+
+@dataclass(frozen=True)
+class Model:
+    dir: Path | None
+    training_job: str | None
+
+
+@dataclass(frozen=True)
+class Training:
+    instance_type: str
+    instance_count: int
+    volume_size_gb: int
+    max_runtime_seconds: int
+    spot: bool
+    max_wait_seconds: int
+    channels: tuple[str, ...]
+    hyperparameters: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Tuning:
+    max_jobs: int
+    max_parallel_jobs: int
+    learning_rate: tuple[float, float]
+    batch_sizes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    instance_type: str
+    instance_count: int
+    variant: str
+    startup_health_check_timeout_seconds: int
+    model_download_timeout_seconds: int
+    log_retention_days: int
+
+
+@dataclass(frozen=True)
+class Autoscaling:
+    min_instances: int
+    max_instances: int
+    target_invocations_per_instance: float
+    scale_in_cooldown_seconds: int
+    scale_out_cooldown_seconds: int
+
+
+@dataclass(frozen=True)
+class Lambda:
+    source_dir: Path
+    runtime: str
+    memory_mb: int
+    timeout_seconds: int
+    reserved_concurrency: int
+    provisioned_concurrency: int
+    function_url: bool
+    log_retention_days: int
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    region: str
+    bucket: str
+    prefix: str
+    tags: dict[str, str]
+    images: Images
+    model: Model
+    training: Training
+    tuning: Tuning
+    endpoint: Endpoint
+    autoscaling: Autoscaling
+    function: Lambda
+    path: Path = field(compare=False)
+
+    # Every resource name derives from `name`; lower case throughout because IAM matches endpoint ARNs
+    # in lower case.
+    def repository(self, image: str) -> str:
+        return f"{self.name}-{image}"
+
+    @property
+    def endpoint_name(self) -> str:
+        return f"{self.name}-endpoint"
+
+    @property
+    def function_name(self) -> str:
+        return f"{self.name}-proxy"
+
+    @property
+    def hosting_role(self) -> str:
+        return f"{self.name}-sagemaker-hosting"
+
+    @property
+    def training_role(self) -> str:
+        return f"{self.name}-sagemaker-training"
+
+    @property
+    def lambda_role(self) -> str:
+        return f"{self.name}-lambda-proxy"
+
+    @property
+    def endpoint_log_group(self) -> str:
+        return f"/aws/sagemaker/Endpoints/{self.endpoint_name}"
+
+    @property
+    def lambda_log_group(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
+
+    @property
+    def scaling_policy(self) -> str:
+        return f"{self.name}-invocations-per-instance"
+
+    def s3_uri(self, *parts: str) -> str:
+        return "s3://" + "/".join([self.bucket, self.prefix, *parts])
+
+    def all_tags(self) -> dict[str, str]:
+        return {"project": "kennel", "kennel:stack": self.name, **self.tags}
+
+
+def load(path: str | Path) -> Stack:
+    """Reads and validates a stack file; relative paths in it resolve against the file's folder."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError:
+        raise StackError(f"stack file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as err:
+        raise StackError(f"stack file {path} is not valid TOML: {err}") from None
+    return parse(doc, path.resolve().parent, path)
+
+
+def parse(doc: dict[str, Any], base: Path, path: Path | None = None) -> Stack:
+    top = _Table(doc, "")
+    images = top.table("images")
+    s3 = top.table("s3")
+    model = top.table("model")
+    training = top.table("training")
+    tuning = top.table("tuning")
+    endpoint = top.table("endpoint")
+    scaling = top.table("autoscaling")
+    fn = top.table("lambda")
+    tags = top.table("tags", required=False)
+
+    model_dir = model.string("dir", required=False)
+    training_job = model.string("training_job", required=False)
+    if (model_dir is None) == (training_job is None):
+        raise StackError("model: set exactly one of model.dir and model.training_job")
+    lr = tuning.numbers("learning_rate", float, length=2)
+    if not 0 < lr[0] < lr[1]:
+        raise StackError("tuning.learning_rate: needs 0 < low < high")
+    instance_count = endpoint.integer("instance_count", minimum=1)
+    lo = scaling.integer("min_instances", minimum=1)
+    hi = scaling.integer("max_instances", minimum=1)
+    if not lo <= instance_count <= hi:
+        raise StackError(
+            "autoscaling.min_instances: needs min_instances <= endpoint.instance_count <= max_instances"
+        )
+    endpoint_type = endpoint.string("instance_type", pattern=re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$"))
+    if endpoint_type.startswith("ml.t"):
+        raise StackError("endpoint.instance_type: auto-scaling does not support burstable ml.t* instances")
+    reserved = fn.integer("reserved_concurrency", minimum=1)
+    provisioned = fn.integer("provisioned_concurrency", minimum=0)
+    if provisioned > reserved:
+        raise StackError("lambda.provisioned_concurrency: may not exceed lambda.reserved_concurrency")
+    spot = training.boolean("spot")
+    max_runtime = training.integer("max_runtime_seconds", minimum=60)
+    max_wait = training.integer("max_wait_seconds", minimum=60)
+    if spot and max_wait < max_runtime:
+        raise StackError("training.max_wait_seconds: must be at least training.max_runtime_seconds")
+
+    stack = Stack(
+        name=top.string("name", pattern=NAME),
+        region=top.string("region", pattern=REGION),
+        bucket=s3.string("bucket", pattern=BUCKET),
+        prefix=s3.string("prefix", pattern=PREFIX),
+        tags=tags.string_map() if tags.present else {},
+        images=Images(
+            registry=images.string("registry", required=False, pattern=REGISTRY),
+            tag=images.string("tag", required=False, pattern=TAG),
+        ),
+        model=Model(
+            dir=(base / model_dir).resolve() if model_dir else None,
+            training_job=training_job,
+        ),
+        training=Training(
+            instance_type=training.string("instance_type", pattern=re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")),
+            instance_count=training.integer("instance_count", minimum=1),
+            volume_size_gb=training.integer("volume_size_gb", minimum=1),
+            max_runtime_seconds=max_runtime,
+            spot=spot,
+            max_wait_seconds=max_wait,
+            channels=tuple(training.strings("channels", pattern=CHANNEL)),
+            hyperparameters=training.table("hyperparameters").scalar_map(),
+        ),
+        tuning=Tuning(
+            max_jobs=tuning.integer("max_jobs", minimum=1),
+            max_parallel_jobs=tuning.integer("max_parallel_jobs", minimum=1),
+            learning_rate=(lr[0], lr[1]),
+            batch_sizes=tuple(int(b) for b in tuning.numbers("batch_sizes", int)),
+        ),
+        endpoint=Endpoint(
+            instance_type=endpoint_type,
+            instance_count=instance_count,
+            variant=endpoint.string("variant", pattern=re.compile(r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")),
+            startup_health_check_timeout_seconds=endpoint.integer(
+                "startup_health_check_timeout_seconds", minimum=60, maximum=3600
+            ),
+            model_download_timeout_seconds=endpoint.integer(
+                "model_download_timeout_seconds", minimum=60, maximum=3600
+            ),
+            log_retention_days=endpoint.integer("log_retention_days", minimum=1),
+        ),
+        autoscaling=Autoscaling(
+            min_instances=lo,
+            max_instances=hi,
+            target_invocations_per_instance=scaling.number("target_invocations_per_instance"),
+            scale_in_cooldown_seconds=scaling.integer("scale_in_cooldown_seconds", minimum=0),
+            scale_out_cooldown_seconds=scaling.integer("scale_out_cooldown_seconds", minimum=0),
+        ),
+        function=Lambda(
+            source_dir=(base / fn.string("source_dir")).resolve(),
+            runtime=fn.string("runtime", pattern=re.compile(r"^python3\.\d+$")),
+            memory_mb=fn.integer("memory_mb", minimum=128, maximum=10240),
+            timeout_seconds=fn.integer("timeout_seconds", minimum=1, maximum=900),
+            reserved_concurrency=reserved,
+            provisioned_concurrency=provisioned,
+            function_url=fn.boolean("function_url"),
+            log_retention_days=fn.integer("log_retention_days", minimum=1),
+        ),
+        path=path or base,
+    )
+    for table in (top, images, s3, model, training, tuning, endpoint, scaling, fn):
+        table.reject_unknown()
+    return stack
+
+
+class _Table:
+    """One TOML table; each accessor records the key it read so unknown keys can be reported."""
+
+    def __init__(self, data: Any, dotted: str) -> None:
+        self.dotted = dotted
+        self.present = data is not None
+        self.data = data if isinstance(data, dict) else {}
+        self.read: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.dotted}.{name}" if self.dotted else name
+
+    def _get(self, name: str, required: bool) -> Any:
+        self.read.add(name)
+        if name not in self.data:
+            if required:
+                raise StackError(f"{self.key(name)}: missing")
+            return None
+        return self.data[name]
+
+    def table(self, name: str, required: bool = True) -> "_Table":
+        value = self._get(name, required)
+        if value is not None and not isinstance(value, dict):
+            raise StackError(f"{self.key(name)}: must be a table")
+        return _Table(value, self.key(name))
+
+    def string(self, name: str, required: bool = True, pattern: re.Pattern | None = None) -> Any:
+        value = self._get(name, required)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise StackError(f"{self.key(name)}: must be a non-empty string")
+        if pattern and not pattern.match(value):
+            raise StackError(f"{self.key(name)}: {value!r} does not match {pattern.pattern}")
+        return value
+
+    def integer(self, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
+        value = self._get(name, True)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise StackError(f"{self.key(name)}: must be an integer")
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise StackError(f"{self.key(name)}: {value} is outside [{minimum}, {maximum}]")
+        return value
+
+    def number(self, name: str) -> float:
+        value = self._get(name, True)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise StackError(f"{self.key(name)}: must be a positive number")
+        return float(value)
+
+    def boolean(self, name: str) -> bool:
+        value = self._get(name, True)
+        if not isinstance(value, bool):
+            raise StackError(f"{self.key(name)}: must be true or false")
+        return value
+
+    def strings(self, name: str, pattern: re.Pattern) -> list[str]:
+        value = self._get(name, True)
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(v, str) and pattern.match(v) for v in value)
+        ):
+            raise StackError(
+                f"{self.key(name)}: must be a non-empty list of names matching {pattern.pattern}"
+            )
+        return value
+
+    def numbers(self, name: str, kind: type, length: int | None = None) -> list:
+        value = self._get(name, True)
+        ok = (
+            isinstance(value, list)
+            and value
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        )
+        if ok and kind is int:
+            ok = all(isinstance(v, int) and v > 0 for v in value)
+        if not ok or (length is not None and len(value) != length):
+            size = f" of {length}" if length else ""
+            raise StackError(f"{self.key(name)}: must be a list{size} of {kind.__name__}s")
+        return [kind(v) for v in value]
+
+    def string_map(self) -> dict[str, str]:
+        for k, v in self.data.items():
+            if not isinstance(v, str):
+                raise StackError(f"{self.key(k)}: must be a string")
+        return dict(self.data)
+
+    def scalar_map(self) -> dict[str, str]:
+        """SageMaker hyperparameters are strings; TOML numbers and booleans are converted."""
+        out = {}
+        for k, v in self.data.items():
+            if isinstance(v, dict | list):
+                raise StackError(f"{self.key(k)}: must be a string, number or boolean")
+            out[k] = str(v).lower() if isinstance(v, bool) else str(v)
+        return out
+
+    def reject_unknown(self) -> None:
+        unknown = sorted(set(self.data) - self.read)
+        if unknown:
+            raise StackError(f"{self.key(unknown[0])}: unknown key")

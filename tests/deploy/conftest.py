@@ -1,0 +1,143 @@
+"""moto as a real HTTP server on a free loopback port, reset before every test, and stack files that
+point at it. boto3 finds it through AWS_ENDPOINT_URL, as deploy/ would find any other endpoint."""
+
+import json
+import socket
+import tomllib
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from deploy import stack as stack_module
+from deploy.aws import Run
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "stack.example.toml"
+HANDLER = """import os
+
+
+def handler(event, context):
+    return {"endpoint": os.environ["KENNEL_ENDPOINT_NAME"]}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def _post(url: str, body: dict | None = None) -> None:
+    data = json.dumps(body).encode() if body is not None else b""
+    urllib.request.urlopen(urllib.request.Request(url, data=data, method="POST"), timeout=10).read()
+
+
+@pytest.fixture(autouse=True)
+def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Dummy credentials, no profile files, one attempt per call (moto's 500s fail fast), fresh state."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    _post(f"{moto_url}/moto-api/reset")
+    # Lambda invokes answer from moto's in-process backend instead of pulling runtime images.
+    _post(f"{moto_url}/moto-api/config", {"lambda": {"use_docker": False}})
+    return moto_url
+
+
+def to_toml(doc: dict, table: str = "") -> str:
+    """Enough TOML for stack files: scalars, lists of scalars and nested tables."""
+    lines, tables = [], []
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            tables.append(to_toml(value, f"{table}.{key}" if table else key))
+        else:
+            lines.append(f"{json.dumps(key)} = {json.dumps(value)}")
+    head = [f"[{table}]"] if table else []
+    return "\n".join(head + lines) + "\n\n" + "".join(tables)
+
+
+def example_doc() -> dict:
+    with EXAMPLE.open("rb") as fh:
+        return tomllib.load(fh)
+
+
+@pytest.fixture
+def stack_doc(tmp_path: Path) -> dict:
+    """The example stack with a small model directory, a stand-in handler and a fixed image tag."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "manifest.json").write_text(json.dumps({"format": "kennel-model", "format_version": 1}))
+    (model / "model.onnx").write_bytes(b"\0" * 1024)
+    source = tmp_path / "lambda"
+    source.mkdir()
+    (source / "proxy.py").write_text(HANDLER)
+    (source / "test_proxy.py").write_text("def test_nothing():\n    pass\n")
+    doc = example_doc()
+    doc["model"]["dir"] = str(model)
+    doc["lambda"]["source_dir"] = str(source)
+    doc["lambda"]["provisioned_concurrency"] = 0  # moto has no provisioned-concurrency API (Stubber tests)
+    doc["images"]["tag"] = "test1"
+    return doc
+
+
+@pytest.fixture
+def write_stack(tmp_path: Path):
+    def write(doc: dict, name: str = "stack.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(to_toml(doc))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def stack_file(stack_doc: dict, write_stack) -> Path:
+    return write_stack(stack_doc)
+
+
+@pytest.fixture
+def make_run(stack_file: Path):
+    def make(dry_run: bool = False, path: Path | None = None) -> Run:
+        return Run(
+            stack_module.load(path or stack_file), dry_run=dry_run, poll_seconds=0, say=lambda line: None
+        )
+
+    return make
+
+
+def record_in_ecr(image: str, repository: str, tag: str, auth: dict[str, str]) -> str:
+    """Stands in for build-and-push in the moto tests: registers a manifest as a push to ECR would."""
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 2,
+            "digest": "sha256:" + "0" * 64,
+        },
+        "layers": [],
+    }
+    name = repository.split("/", 1)[1]
+    answer = boto3.client("ecr").put_image(
+        repositoryName=name, imageManifest=json.dumps(manifest), imageTag=tag
+    )
+    return answer["image"]["imageId"]["imageDigest"]
