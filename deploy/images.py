@@ -73,7 +73,8 @@ def build(
             raise BuildError(f"building {tag} failed: {chunk['error'].strip()}\n" + "".join(tail[-20:]))
         line = chunk.get("stream", "")
         if line.startswith("Step "):
-            steps += 1
+            # ARG and FROM before the first layer are never "from cache"; count the steps that can be.
+            steps += " : ARG " not in line and " : FROM " not in line
             if progress:
                 progress(line.strip())
         elif "Using cache" in line:
