@@ -136,7 +136,7 @@ def runtime_client(settings: Settings) -> Runtime:
     config = Config(
         connect_timeout=settings.invoke_connect_timeout_s,
         read_timeout=settings.invoke_read_timeout_s,
-        retries={"mode": settings.retry_mode, "max_attempts": settings.max_attempts},
+        retries={"mode": settings.retry_mode, "total_max_attempts": settings.max_attempts},
     )
     return boto3.client("sagemaker-runtime", config=config)
 
@@ -304,11 +304,11 @@ def _read_image(
 
 
 def _body_bytes(request: ProxyRequest, limit: int) -> bytes:
+    if not request.body:
+        raise ProxyError(400, "empty_body", "the request has no body")
     if request.body_is_base64:
         return _decode_base64(request.body, limit)
     body = request.body.encode("utf-8") if isinstance(request.body, str) else request.body
-    if not body:
-        raise ProxyError(400, "empty_body", "the request has no body")
     if len(body) > limit:
         raise ProxyError(413, "image_too_large", f"the body is larger than {limit} bytes")
     return body

@@ -1,0 +1,239 @@
+"""The handler over realistic events of every kind, with moto as the endpoint for the happy paths."""
+
+import base64
+import json
+
+import boto3
+import proxy
+import pytest
+from botocore.stub import Stubber
+
+from .conftest import ENDPOINT, REGION
+
+# moto's server decodes every request body as UTF-8 (moto/core/responses.py, setup_class), so the bytes
+# sent to it must decode; real image bytes travel in the Stubber and local-adapter tests.
+JPEG = b"JFIF stand-in image bytes for moto"
+PNG = b"PNG stand-in image bytes for moto"
+PREDICTIONS = {"predictions": [{"label": "Labrador_retriever", "index": 95, "probability": 0.91}]}
+
+
+@pytest.fixture
+def no_endpoint(monkeypatch: pytest.MonkeyPatch) -> Stubber:
+    """A client with nothing stubbed: any InvokeEndpoint call fails the request, so a 4xx proves none
+    was made."""
+    client = boto3.client(
+        "sagemaker-runtime", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y"
+    )
+    stubber = Stubber(client)
+    stubber.activate()
+    monkeypatch.setattr(proxy, "RUNTIME", client)
+    return stubber
+
+
+def body_of(response: dict) -> dict:
+    assert response["headers"]["Content-Type"] == "application/json"
+    return json.loads(response["body"])
+
+
+def test_rest_v1_event_with_base64_jpeg_returns_the_predictions(moto, events, context):
+    moto.queue_results(PREDICTIONS)
+    event = events.rest(base64.b64encode(JPEG).decode(), "image/jpeg", True)
+
+    response = proxy.handler(event, context)
+
+    assert response["statusCode"] == 200
+    assert body_of(response) == PREDICTIONS
+
+
+def test_function_url_event_with_png_and_top_k(moto, events, context):
+    moto.queue_results(PREDICTIONS)
+    event = events.function_url(
+        base64.b64encode(PNG).decode(),
+        "image/png",
+        True,
+        rawQueryString="top_k=3",
+        queryStringParameters={"top_k": "3"},
+    )
+
+    response = proxy.handler(event, context)
+
+    assert response["statusCode"] == 200
+    assert body_of(response) == PREDICTIONS
+
+
+def test_http_api_event_with_json_base64_image(moto, events, context):
+    moto.queue_results(PREDICTIONS)
+    document = json.dumps({"image": base64.b64encode(JPEG).decode(), "top_k": 2})
+    event = events.function_url(document, "application/json; charset=utf-8", False)
+
+    response = proxy.handler(event, context)
+
+    assert response["statusCode"] == 200
+    assert body_of(response) == PREDICTIONS
+
+
+def test_direct_invocation_with_base64_image(moto, context):
+    moto.queue_results(PREDICTIONS)
+
+    response = proxy.handler({"image": base64.b64encode(JPEG).decode()}, context)
+
+    assert response["statusCode"] == 200
+    assert body_of(response) == PREDICTIONS
+
+
+def test_endpoint_answer_that_is_not_json_is_a_502(moto, context):
+    # moto's static default answer is the literal text "body".
+    response = proxy.handler({"image": base64.b64encode(JPEG).decode()}, context)
+
+    assert response["statusCode"] == 502
+    assert body_of(response)["type"] == "invalid_model_response"
+
+
+def test_one_json_log_line_per_request(moto, events, context, capsys):
+    moto.queue_results(PREDICTIONS)
+    proxy.handler(events.rest(base64.b64encode(JPEG).decode(), "image/jpeg", True), context)
+
+    lines = capsys.readouterr().out.strip().splitlines()
+
+    assert len(lines) == 1
+    line = json.loads(lines[0])
+    assert line["request_id"] == context.aws_request_id
+    assert line["endpoint"] == ENDPOINT
+    assert line["status"] == 200
+    assert line["latency_ms"] >= 0
+    assert line["event"] == "http-v1"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "base64_encoded", "status", "error_type"),
+    [
+        ("aGVsbG8=", "text/plain", True, 415, "unsupported_media_type"),
+        ("a=b", "application/x-www-form-urlencoded", False, 415, "unsupported_media_type"),
+        (None, "image/jpeg", True, 400, "empty_body"),
+        ("not base64!!", "image/jpeg", True, 400, "invalid_base64"),
+        ("{not json", "application/json", False, 400, "invalid_json"),
+        ("[1, 2]", "application/json", False, 400, "invalid_json"),
+        ('{"image": "aGk=", "url": "https://x.test/a.jpg"}', "application/json", False, 400, "invalid_json"),
+        ('{"picture": "aGk="}', "application/json", False, 400, "invalid_json"),
+        ('{"image": "%%%"}', "application/json", False, 400, "invalid_base64"),
+        ('{"image": "aGk=", "top_k": 0}', "application/json", False, 400, "invalid_top_k"),
+        ('{"image": "aGk=", "top_k": "many"}', "application/json", False, 400, "invalid_top_k"),
+        ('{"image": "aGk=", "top_k": true}', "application/json", False, 400, "invalid_top_k"),
+        ('{"url": 7}', "application/json", False, 400, "invalid_json"),
+    ],
+)
+def test_bad_input_is_refused_before_the_endpoint(
+    no_endpoint, events, context, body, content_type, base64_encoded, status, error_type
+):
+    for event in (
+        events.rest(body, content_type, base64_encoded),
+        events.function_url(body, content_type, base64_encoded),
+    ):
+        response = proxy.handler(event, context)
+
+        assert response["statusCode"] == status
+        assert body_of(response)["type"] == error_type
+        assert body_of(response)["request_id"] == context.aws_request_id
+    no_endpoint.assert_no_pending_responses()
+
+
+def test_oversized_images_are_413_in_every_encoding(no_endpoint, events, context, monkeypatch):
+    monkeypatch.setattr(proxy, "SETTINGS", proxy.Settings(endpoint_name=ENDPOINT, max_image_bytes=1000))
+    big = bytes(1001)
+    encoded = base64.b64encode(big).decode()
+
+    responses = [
+        proxy.handler(events.function_url(encoded, "image/jpeg", True), context),
+        proxy.handler(events.rest(json.dumps({"image": encoded}), "application/json", False), context),
+        proxy.handler({"image": encoded}, context),
+    ]
+
+    assert [r["statusCode"] for r in responses] == [413, 413, 413]
+    assert {body_of(r)["type"] for r in responses} == {"image_too_large"}
+
+
+def test_top_k_out_of_range_in_the_query(no_endpoint, events, context):
+    event = events.function_url("aGk=", "image/jpeg", True, queryStringParameters={"top_k": "5000"})
+
+    assert proxy.handler(event, context)["statusCode"] == 400
+
+
+def test_methods_other_than_post(no_endpoint, events, context):
+    event = events.rest(None, "image/jpeg", False, httpMethod="GET")
+
+    response = proxy.handler(event, context)
+
+    assert response["statusCode"] == 405
+    assert response["headers"]["Allow"] == "POST, OPTIONS"
+
+
+def test_direct_invocation_must_be_an_object(no_endpoint, context):
+    response = proxy.handler(["https://x.test/a.jpg"], context)
+
+    assert response["statusCode"] == 400
+
+
+def test_url_bodies_are_refused_when_no_host_is_allowed(no_endpoint, context):
+    response = proxy.handler({"url": "https://images.example.com/dog.jpg"}, context)
+
+    assert response["statusCode"] == 400
+    assert body_of(response)["type"] == "url_not_allowed"
+
+
+def test_cors_headers_follow_the_allowed_origins(moto, events, context, monkeypatch):
+    settings = proxy.Settings(endpoint_name=ENDPOINT, cors_allow_origins=frozenset({"https://app.example"}))
+    monkeypatch.setattr(proxy, "SETTINGS", settings)
+    moto.queue_results(PREDICTIONS)
+    headers = {"content-type": "image/jpeg", "origin": "https://app.example"}
+    preflight = events.function_url(None, "image/jpeg", False, headers=headers)
+    preflight["requestContext"]["http"]["method"] = "OPTIONS"
+    allowed = events.function_url(base64.b64encode(JPEG).decode(), "image/jpeg", True, headers=headers)
+    other = events.function_url(
+        "aGk=", "image/jpeg", True, headers={**headers, "origin": "https://evil.example"}
+    )
+
+    preflight_response = proxy.handler(preflight, context)
+    allowed_response = proxy.handler(allowed, context)
+    other_response = proxy.handler(other, context)
+
+    assert preflight_response["statusCode"] == 204
+    assert preflight_response["headers"]["Access-Control-Allow-Origin"] == "https://app.example"
+    assert "POST" in preflight_response["headers"]["Access-Control-Allow-Methods"]
+    assert allowed_response["statusCode"] == 200
+    assert allowed_response["headers"]["Access-Control-Allow-Origin"] == "https://app.example"
+    assert "Access-Control-Allow-Origin" not in other_response["headers"]
+
+
+def test_no_cors_headers_by_default(moto, events, context):
+    moto.queue_results(PREDICTIONS)
+    event = events.function_url(base64.b64encode(JPEG).decode(), "image/jpeg", True)
+    event["headers"]["origin"] = "https://app.example"
+
+    response = proxy.handler(event, context)
+
+    assert not [name for name in response["headers"] if name.startswith("Access-Control")]
+
+
+def test_nothing_from_the_context_or_environment_reaches_a_response(
+    no_endpoint, events, context, monkeypatch
+):
+    monkeypatch.setenv("KENNEL_SECRET_PROBE", "s3cr3t-value-from-env")
+    responses = [
+        proxy.handler(events.rest("aGk=", "text/plain", True), context),
+        proxy.handler(events.function_url(None, "image/jpeg", True), context),
+        proxy.handler({"url": "file:///etc/passwd"}, context),
+    ]
+    text = json.dumps(responses)
+
+    for secret in (
+        context.function_name,
+        context.invoked_function_arn,
+        context.log_group_name,
+        context.log_stream_name,
+        "999988887777",
+        ENDPOINT,
+        "s3cr3t-value-from-env",
+    ):
+        assert secret not in text
+    for response in responses:
+        assert set(body_of(response)) == {"error", "type", "request_id"}
