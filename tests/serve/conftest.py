@@ -17,12 +17,11 @@ import pytest
 import torch
 import torchvision
 from fastapi.testclient import TestClient
+from kennel_serve.app import create_app
+from kennel_serve.settings import Settings
 from kennel_train.synthetic import draw_image
 from PIL import Image
 from torchvision import transforms
-
-from kennel_serve.app import create_app
-from kennel_serve.settings import Settings
 
 TINY_LABELS = ["001.cat", "002.dog", "003.fox"]
 TINY_PREPROCESSING = {

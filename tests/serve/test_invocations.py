@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from kennel_serve.settings import MIB
+
 from tests.serve.conftest import TINY_LABELS, TINY_PREPROCESSING, assert_error, serving, torch_probabilities
 
 
