@@ -190,8 +190,10 @@ def http_server(certificate: Certificate) -> Iterator[Callable[..., TestServer]]
                 if delay and release.wait(delay[0]):
                     return
                 self.send_response(status)
+                # A header given as None is left out (a chunked answer has no Content-Length).
                 for name, value in {"Content-Length": str(len(body)), **headers}.items():
-                    self.send_header(name, value)
+                    if value is not None:
+                        self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -204,7 +206,7 @@ def http_server(certificate: Certificate) -> Iterator[Callable[..., TestServer]]
         server.daemon_threads = True
         if tls:
             server.socket = certificate.server_context().wrap_socket(server.socket, server_side=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         started.append((server, release))
         port = server.server_address[1]
         scheme = "https" if tls else "http"

@@ -1,0 +1,263 @@
+"""URL bodies: fetched only under the rules, from real HTTPS servers on 127.0.0.1 with a test certificate.
+
+The positive cases need 127.0.0.1 to count as an allowed public host; they build their own UrlFetcher with
+a loopback-only address rule. The proxy's own fetcher takes no such argument (last test)."""
+
+import ipaddress
+import json
+
+import proxy
+import pytest
+import safe_fetch
+from safe_fetch import FetchPolicy, UrlFetcher
+
+from .conftest import ENDPOINT, TEST_HOST_NAME
+
+IMAGE = b"\xff\xd8\xff\xe0 a small jpeg \xff\xd9"
+
+
+def loopback_only(address) -> bool:
+    return address.is_loopback
+
+
+def fetcher_for(certificate, hosts: set[str], max_bytes: int = 1000, read_timeout_s: float = 2.0, **kwargs):
+    policy = FetchPolicy(
+        allowed_hosts=frozenset(hosts),
+        max_bytes=max_bytes,
+        connect_timeout_s=1.0,
+        read_timeout_s=read_timeout_s,
+    )
+    return UrlFetcher(policy, ssl_context=certificate.client_context(), **kwargs)
+
+
+def image_routes(request):
+    routes = {
+        "/dog.jpg": (200, {"Content-Type": "image/jpeg"}, IMAGE),
+        # moto decodes request bodies as UTF-8, so what the handler test sends on to it must decode.
+        "/ascii.jpg": (200, {"Content-Type": "image/jpeg"}, b"ascii stand-in image"),
+        "/stream": (200, {"Content-Type": "application/octet-stream"}, IMAGE),
+        "/page": (200, {"Content-Type": "text/html"}, b"<html></html>"),
+        "/big": (200, {"Content-Type": "image/jpeg"}, bytes(5000)),
+        "/slow": (200, {"Content-Type": "image/jpeg"}, IMAGE, 30),
+        "/missing": (404, {}, b"not found"),
+        "/hop": (302, {"Location": "/dog.jpg"}, b""),
+        "/away": (302, {"Location": "https://elsewhere.example/dog.jpg"}, b""),
+        "/plain": (302, {"Location": "http://127.0.0.1/dog.jpg"}, b""),
+        "/metadata": (302, {"Location": "https://169.254.169.254/latest/meta-data/"}, b""),
+        "/loop": (302, {"Location": "/loop"}, b""),
+    }
+    return routes[request.path]
+
+
+@pytest.fixture
+def images(http_server):
+    return http_server(image_routes, tls=True)
+
+
+def test_an_allowed_host_serves_the_image(images, certificate):
+    fetched = fetcher_for(certificate, {f"127.0.0.1:{images.port}"}, address_allowed=loopback_only).fetch(
+        f"{images.url}/dog.jpg"
+    )
+
+    assert fetched.body == IMAGE
+    assert fetched.content_type == "image/jpeg"
+
+
+def test_octet_stream_is_sent_on_as_application_x_image(images, certificate):
+    fetcher = fetcher_for(certificate, {f"127.0.0.1:{images.port}"}, address_allowed=loopback_only)
+
+    assert fetcher.fetch(f"{images.url}/stream").content_type == "application/x-image"
+
+
+def test_a_redirect_within_the_allow_list_is_followed(images, certificate):
+    fetcher = fetcher_for(certificate, {f"127.0.0.1:{images.port}"}, address_allowed=loopback_only)
+
+    assert fetcher.fetch(f"{images.url}/hop").body == IMAGE
+    assert [r.path for r in images.requests] == ["/hop", "/dog.jpg"]
+
+
+def test_a_name_connects_to_its_checked_address_and_tls_checks_the_name(images, certificate):
+    resolved = []
+
+    def resolve(host, port):
+        resolved.append(host)
+        return ["127.0.0.1"]
+
+    fetcher = fetcher_for(
+        certificate, {f"{TEST_HOST_NAME}:{images.port}"}, address_allowed=loopback_only, resolve=resolve
+    )
+
+    assert fetcher.fetch(f"https://{TEST_HOST_NAME}:{images.port}/dog.jpg").body == IMAGE
+    assert resolved == [TEST_HOST_NAME]
+    assert images.requests[0].headers["host"] == f"{TEST_HOST_NAME}:{images.port}"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/passwd",
+        "http://127.0.0.1/dog.jpg",
+        "ftp://127.0.0.1/dog.jpg",
+        "https://user:pw@127.0.0.1/dog.jpg",
+        "https://not-allowed.example/dog.jpg",
+        "https://127.0.0.1:1/dog.jpg",
+        "https://127.0.0.1:notaport/dog.jpg",
+        "//127.0.0.1/dog.jpg",
+    ],
+)
+def test_urls_outside_the_rules_are_refused_before_any_lookup(url, certificate):
+    def resolve(host, port):
+        raise AssertionError(f"{host} was looked up")
+
+    fetcher = fetcher_for(certificate, {"127.0.0.1"}, address_allowed=loopback_only, resolve=resolve)
+
+    with pytest.raises(safe_fetch.UrlNotAllowed):
+        fetcher.fetch(url)
+
+
+@pytest.mark.parametrize(
+    "host", ["169.254.169.254", "localhost", "127.0.0.1", "10.0.0.7", "192.168.1.10", "100.64.0.1", "[::1]"]
+)
+def test_non_public_addresses_are_refused_even_when_allow_listed(host, certificate):
+    name = host.strip("[]")
+    fetcher = fetcher_for(certificate, {name})
+
+    with pytest.raises(safe_fetch.UrlNotAllowed, match="non-public"):
+        fetcher.fetch(f"https://{host}/latest/meta-data/")
+
+
+def test_every_resolved_address_must_pass(certificate, images):
+    fetcher = fetcher_for(
+        certificate,
+        {f"{TEST_HOST_NAME}:{images.port}"},
+        address_allowed=loopback_only,
+        resolve=lambda host, port: ["127.0.0.1", "10.0.0.7"],
+    )
+
+    with pytest.raises(safe_fetch.UrlNotAllowed):
+        fetcher.fetch(f"https://{TEST_HOST_NAME}:{images.port}/dog.jpg")
+    assert images.requests == []
+
+
+@pytest.mark.parametrize("path", ["/away", "/plain", "/metadata"])
+def test_redirects_off_the_rules_are_refused(images, certificate, path):
+    fetcher = fetcher_for(
+        certificate, {f"127.0.0.1:{images.port}", "169.254.169.254"}, address_allowed=loopback_only
+    )
+
+    with pytest.raises(safe_fetch.UrlNotAllowed):
+        fetcher.fetch(f"{images.url}{path}")
+
+
+def test_a_redirect_loop_ends(images, certificate):
+    fetcher = fetcher_for(certificate, {f"127.0.0.1:{images.port}"}, address_allowed=loopback_only)
+
+    with pytest.raises(safe_fetch.FetchError, match="redirects"):
+        fetcher.fetch(f"{images.url}/loop")
+
+
+def test_an_oversized_body_is_refused(images, certificate):
+    fetcher = fetcher_for(
+        certificate, {f"127.0.0.1:{images.port}"}, address_allowed=loopback_only, max_bytes=4999
+    )
+
+    with pytest.raises(safe_fetch.ImageTooLarge):
+        fetcher.fetch(f"{images.url}/big")
+
+
+def test_an_oversized_body_without_content_length_is_cut_off(http_server, certificate):
+    def chunked(request):
+        body = b"".join(b"%x\r\n%s\r\n" % (1000, bytes(1000)) for _ in range(10)) + b"0\r\n\r\n"
+        return (
+            200,
+            {"Content-Type": "image/jpeg", "Transfer-Encoding": "chunked", "Content-Length": None},
+            body,
+        )
+
+    server = http_server(chunked, tls=True)
+    fetcher = fetcher_for(
+        certificate, {f"127.0.0.1:{server.port}"}, address_allowed=loopback_only, max_bytes=4096
+    )
+
+    with pytest.raises(safe_fetch.ImageTooLarge):
+        fetcher.fetch(f"{server.url}/stream")
+
+
+def test_a_slow_server_times_out(images, certificate):
+    fetcher = fetcher_for(
+        certificate, {f"127.0.0.1:{images.port}"}, address_allowed=loopback_only, read_timeout_s=0.3
+    )
+
+    with pytest.raises(safe_fetch.FetchTimeout):
+        fetcher.fetch(f"{images.url}/slow")
+
+
+def test_an_untrusted_certificate_fails(images, certificate):
+    policy = FetchPolicy(frozenset({f"127.0.0.1:{images.port}"}), 1000, 1.0, 2.0)
+    fetcher = UrlFetcher(policy, address_allowed=loopback_only)
+
+    with pytest.raises(safe_fetch.FetchError, match="TLS"):
+        fetcher.fetch(f"{images.url}/dog.jpg")
+
+
+@pytest.mark.parametrize(
+    ("path", "error"), [("/page", safe_fetch.NotAnImage), ("/missing", safe_fetch.FetchError)]
+)
+def test_answers_that_are_not_images(images, certificate, path, error):
+    fetcher = fetcher_for(certificate, {f"127.0.0.1:{images.port}"}, address_allowed=loopback_only)
+
+    with pytest.raises(error):
+        fetcher.fetch(f"{images.url}{path}")
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("93.184.215.14", True),
+        ("2606:4700::1111", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("169.254.169.254", False),
+        ("100.64.0.1", False),
+        ("0.0.0.0", False),
+        ("224.0.0.1", False),
+        ("::1", False),
+        ("fe80::1", False),
+        ("fd00::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("::ffff:169.254.169.254", False),
+        ("2002:a00:1::", False),
+    ],
+)
+def test_public_address_rule(address, public):
+    assert safe_fetch.is_public_address(ipaddress.ip_address(address)) is public
+
+
+def test_url_bodies_through_the_handler(moto, images, certificate, context, monkeypatch):
+    fetcher = fetcher_for(
+        certificate, {f"127.0.0.1:{images.port}"}, address_allowed=loopback_only, read_timeout_s=0.5
+    )
+    monkeypatch.setattr(proxy, "FETCHER", fetcher)
+    predictions = {"predictions": [{"label": "dog", "probability": 0.9}]}
+    moto.queue_results(predictions)
+
+    ok = proxy.handler({"url": f"{images.url}/ascii.jpg", "top_k": 1}, context)
+    refused = [
+        proxy.handler({"url": f"{images.url}{path}"}, context) for path in ("/slow", "/big", "/away", "/page")
+    ]
+
+    assert ok["statusCode"] == 200
+    assert json.loads(ok["body"]) == predictions
+    assert [r["statusCode"] for r in refused] == [504, 413, 400, 415]
+
+
+def test_the_proxys_fetcher_uses_the_public_address_rule():
+    settings = proxy.Settings.from_env(
+        {"SAGEMAKER_ENDPOINT_NAME": ENDPOINT, "KENNEL_ALLOWED_URL_HOSTS": "127.0.0.1, Images.Example.com"}
+    )
+
+    assert settings.allowed_url_hosts == {"127.0.0.1", "images.example.com"}
+    assert proxy.FETCHER._address_allowed is safe_fetch.is_public_address
+    with pytest.raises(safe_fetch.UrlNotAllowed, match="non-public"):
+        UrlFetcher(settings.fetch_policy()).fetch("https://127.0.0.1/dog.jpg")
