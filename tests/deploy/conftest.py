@@ -2,6 +2,7 @@
 point at it. boto3 finds it through AWS_ENDPOINT_URL, as deploy/ would find any other endpoint."""
 
 import json
+import logging
 import socket
 import tomllib
 import urllib.request
@@ -32,6 +33,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
