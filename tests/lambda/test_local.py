@@ -1,0 +1,163 @@
+"""Local mode: the HTTP adapter in front of the handler, InvokeEndpoint sent to a stand-in /invocations."""
+
+import base64
+import json
+import socket
+import threading
+
+import boto3
+import httpx
+import local_adapter
+import proxy
+import pytest
+from botocore.stub import Stubber
+from local_runtime import LocalRuntime
+
+from .conftest import REGION
+
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00 real bytes \xff\xd9"
+PREDICTIONS = {"predictions": [{"label": "Labrador_retriever", "probability": 0.91}]}
+MODEL_ERROR = {"error": "cannot decode the image", "type": "bad_image", "request_id": "serve-1"}
+
+
+def invocations(request):
+    if request.body == b"undecodable":
+        return 400, {"Content-Type": "application/json"}, json.dumps(MODEL_ERROR).encode()
+    if request.body == b"slow":
+        return 200, {"Content-Type": "application/json"}, b"{}", 30
+    return 200, {"Content-Type": "application/json"}, json.dumps(PREDICTIONS).encode()
+
+
+@pytest.fixture
+def serve(http_server):
+    return http_server(invocations)
+
+
+@pytest.fixture
+def adapter(serve, monkeypatch):
+    """The adapter on a free loopback port, its handler sending InvokeEndpoint to the stand-in."""
+    settings = proxy.Settings(endpoint_name="local", local_endpoint_url=serve.url, invoke_read_timeout_s=0.5)
+    monkeypatch.setattr(proxy, "SETTINGS", settings)
+    monkeypatch.setattr(proxy, "RUNTIME", proxy.runtime_client(settings))
+    server = local_adapter.make_server("127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_local_mode_is_chosen_by_the_setting():
+    settings = proxy.Settings.from_env(
+        {"SAGEMAKER_ENDPOINT_NAME": "local", "KENNEL_LOCAL_ENDPOINT_URL": "http://serve:8080"}
+    )
+
+    assert isinstance(proxy.runtime_client(settings), LocalRuntime)
+
+
+def test_an_image_goes_to_invocations_with_sagemakers_headers(adapter, serve):
+    response = httpx.post(
+        f"{adapter}/?top_k=3", content=JPEG, headers={"Content-Type": "image/jpeg"}, timeout=10
+    )
+
+    assert response.status_code == 200
+    assert response.json() == PREDICTIONS
+    (call,) = serve.requests
+    assert (call.method, call.path, call.body) == ("POST", "/invocations", JPEG)
+    assert call.headers["content-type"] == "image/jpeg"
+    assert call.headers["accept"] == "application/json"
+    assert call.headers["x-amzn-sagemaker-custom-attributes"] == "top_k=3"
+
+
+def test_a_json_body_travels_as_text_and_arrives_as_image_bytes(adapter, serve):
+    response = httpx.post(adapter, json={"image": base64.b64encode(JPEG).decode()}, timeout=10)
+
+    assert response.status_code == 200
+    assert serve.requests[0].body == JPEG
+    assert serve.requests[0].headers["content-type"] == "application/x-image"
+
+
+def test_a_container_error_maps_exactly_as_a_sagemaker_model_error(adapter, context, monkeypatch):
+    through_adapter = httpx.post(
+        adapter, content=b"undecodable", headers={"Content-Type": "image/jpeg"}, timeout=10
+    )
+
+    client = boto3.client(
+        "sagemaker-runtime", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y"
+    )
+    monkeypatch.setattr(proxy, "RUNTIME", client)
+    with Stubber(client) as stubber:
+        stubber.add_client_error(
+            "invoke_endpoint",
+            "ModelError",
+            "Received client error (400) from primary",
+            424,
+            modeled_fields={"OriginalStatusCode": 400, "OriginalMessage": json.dumps(MODEL_ERROR)},
+        )
+        through_sagemaker = proxy.handler({"image": "dW5kZWNvZGFibGU="}, context)
+        stubber.assert_no_pending_responses()
+
+    assert through_adapter.status_code == through_sagemaker["statusCode"] == 502
+    local_body = through_adapter.json()
+    aws_body = json.loads(through_sagemaker["body"])
+    assert {k: v for k, v in local_body.items() if k != "request_id"} == {
+        k: v for k, v in aws_body.items() if k != "request_id"
+    }
+    assert local_body["model_status"] == 400
+    assert local_body["model_error"] == MODEL_ERROR
+
+
+def test_a_slow_container_is_504(adapter):
+    response = httpx.post(adapter, content=b"slow", headers={"Content-Type": "image/jpeg"}, timeout=10)
+
+    assert response.status_code == 504
+    assert response.json()["type"] == "endpoint_timeout"
+
+
+def test_a_stopped_container_is_502(adapter, monkeypatch):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        nothing_listens = probe.getsockname()[1]
+    monkeypatch.setattr(proxy, "RUNTIME", LocalRuntime(f"http://127.0.0.1:{nothing_listens}", 0.5, 0.5))
+
+    response = httpx.post(adapter, content=JPEG, headers={"Content-Type": "image/jpeg"}, timeout=10)
+
+    assert response.status_code == 502
+    assert response.json()["type"] == "endpoint_unreachable"
+
+
+def test_bad_requests_get_their_4xx_without_reaching_the_container(adapter, serve):
+    wrong_type = httpx.post(adapter, content=b"a=b", headers={"Content-Type": "text/plain"}, timeout=10)
+    wrong_method = httpx.get(f"{adapter}/predict", timeout=10)
+    too_big = httpx.post(
+        adapter,
+        content=bytes(local_adapter.MAX_REQUEST_BYTES + 1),
+        headers={"Content-Type": "image/jpeg"},
+        timeout=10,
+    )
+
+    assert (wrong_type.status_code, wrong_type.json()["type"]) == (415, "unsupported_media_type")
+    assert wrong_method.status_code == 405
+    assert too_big.status_code == 413
+    assert serve.requests == []
+
+
+def test_ping_answers_for_the_healthcheck(adapter, serve):
+    response = httpx.get(f"{adapter}/ping", timeout=10)
+
+    assert response.status_code == 200
+    assert serve.requests == []
+
+
+def test_function_url_event_shape():
+    event = local_adapter.function_url_event(
+        "POST", "/?top_k=2&top_k=3", {"Content-Type": "image/png", "X-A": "1"}, b"\x89PNG", "127.0.0.1"
+    )
+
+    assert event["version"] == "2.0"
+    assert event["requestContext"]["http"]["method"] == "POST"
+    assert event["headers"] == {"content-type": "image/png", "x-a": "1"}
+    assert event["queryStringParameters"] == {"top_k": "2,3"}
+    assert event["isBase64Encoded"] is True
+    assert event["body"] == "iVBORw=="
+    assert proxy.parse_event(event).kind == "http-v2"
