@@ -90,7 +90,7 @@ def ensure_function(run: Run, role_arn: str) -> None:
             aws.get_waiter("function_updated_v2").wait(FunctionName=name)
     _ensure_alias(run, code_sha256(code), wanted)
     _ensure_reserved(run)
-    _ensure_provisioned(run)
+    ensure_provisioned(run)
     _ensure_url(run)
 
 
@@ -124,7 +124,7 @@ def _ensure_reserved(run: Run) -> None:
         aws.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=wanted)
 
 
-def _ensure_provisioned(run: Run) -> None:
+def ensure_provisioned(run: Run) -> None:
     """Provisioned concurrency on the alias; 0 in the stack file means deploy does not manage it."""
     aws, name, wanted = (
         run.client("lambda"),

@@ -1,0 +1,87 @@
+"""train and tune against moto: the requests SageMaker receives, read back through describe calls."""
+
+import json
+
+import boto3
+import pytest
+
+from deploy import cli, lifecycle
+from deploy.training import METRIC_DEFINITIONS
+from tests.deploy.conftest import record_in_ecr
+
+
+@pytest.fixture
+def metrics(tmp_path):
+    path = tmp_path / "metric_definitions.json"
+    path.write_text(json.dumps([{"Name": "validation:accuracy", "Regex": "validation:accuracy=([0-9.]+)"}]))
+    return path
+
+
+def test_train_starts_a_spot_job_with_checkpoints_and_waits(stack_file, metrics, capsys):
+    assert (
+        cli.main(["train", "--stack", str(stack_file), "--metric-definitions", str(metrics), "--wait"]) == 0
+    )
+    out = capsys.readouterr().out
+    name = out.split("started ", 1)[1].split()[0]
+    job = boto3.client("sagemaker").describe_training_job(TrainingJobName=name)
+    assert job["AlgorithmSpecification"]["TrainingImage"].endswith("/kennel-train:test1")
+    assert job["RoleArn"] == "arn:aws:iam::123456789012:role/kennel-sagemaker-training"
+    assert job["HyperParameters"] == {"epochs": "10", "lr": "0.001", "batch_size": "64"}
+    channel = job["InputDataConfig"][0]
+    assert channel["ChannelName"] == "training"
+    assert channel["DataSource"]["S3DataSource"]["S3Uri"] == "s3://kennel-example-data/kennel/data/training/"
+    assert job["OutputDataConfig"]["S3OutputPath"] == "s3://kennel-example-data/kennel/training/"
+    assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 14400, "MaxWaitTimeInSeconds": 28800}
+    assert "completed: s3://kennel-example-data/kennel/training/" in out
+
+
+def test_up_serves_a_training_jobs_output(stack_doc, write_stack, make_run, metrics, capsys):
+    assert (
+        cli.main(["train", "--stack", str(write_stack(stack_doc)), "--metric-definitions", str(metrics)]) == 0
+    )
+    name = capsys.readouterr().out.split("started ", 1)[1].split()[0]
+    del stack_doc["model"]["dir"]
+    stack_doc["model"]["training_job"] = name
+    lifecycle.up(make_run(path=write_stack(stack_doc, "from-job.toml")), publish=record_in_ecr)
+    sagemaker = boto3.client("sagemaker")
+    config = sagemaker.describe_endpoint_config(
+        EndpointConfigName=sagemaker.describe_endpoint(EndpointName="kennel-endpoint")["EndpointConfigName"]
+    )
+    model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+    expected = f"s3://kennel-example-data/kennel/training/{name}/output/model.tar.gz"
+    assert model["PrimaryContainer"]["ModelDataUrl"] == expected
+
+
+def test_tune_searches_lr_on_a_log_scale_and_batch_size_as_categories(stack_file, capsys):
+    assert (
+        cli.main(["tune", "--stack", str(stack_file), "--metric-definitions", str(METRIC_DEFINITIONS)]) == 0
+    )
+    name = capsys.readouterr().out.split("started ", 1)[1].split()[0]
+    assert len(name) <= 32
+    job = boto3.client("sagemaker").describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    config = job["HyperParameterTuningJobConfig"]
+    assert config["HyperParameterTuningJobObjective"] == {
+        "Type": "Maximize",
+        "MetricName": "validation:accuracy",
+    }
+    ranges = config["ParameterRanges"]
+    assert ranges["ContinuousParameterRanges"] == [
+        {"Name": "lr", "MinValue": "0.001", "MaxValue": "0.1", "ScalingType": "Logarithmic"}
+    ]
+    assert ranges["CategoricalParameterRanges"] == [
+        {"Name": "batch_size", "Values": ["32", "64", "128", "256", "512"]}
+    ]
+    definition = job["TrainingJobDefinition"]
+    assert definition["StaticHyperParameters"] == {"epochs": "10"}
+    assert definition["EnableManagedSpotTraining"] is True
+    names = {d["Name"] for d in definition["AlgorithmSpecification"]["MetricDefinitions"]}
+    assert "validation:accuracy" in names
+
+
+def test_missing_metric_definitions_is_a_clear_error(stack_file, tmp_path, capsys):
+    missing = tmp_path / "nowhere.json"
+    assert cli.main(["train", "--stack", str(stack_file), "--metric-definitions", str(missing)]) == 1
+    assert (
+        "nowhere.json is missing: the training image ships its metric definitions there"
+        in capsys.readouterr().err
+    )
