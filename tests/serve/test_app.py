@@ -6,9 +6,9 @@ import logging
 
 import numpy as np
 import pytest
-
 from kennel_serve.batching import MicroBatcher
 from kennel_serve.settings import MIB, Settings, SettingsError
+
 from tests.serve.conftest import assert_error, serving, wait_until_loaded
 
 GATED = """

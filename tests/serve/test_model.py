@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from kennel_serve.model import ImageClassifier, ModelLoadError, ModelManifest, Preprocessing
 from PIL import Image
 from torchvision import transforms
 
-from kennel_serve.model import ImageClassifier, ModelLoadError, ModelManifest, Preprocessing
 from tests.serve.conftest import PARITY_PREPROCESSING, serving, torch_probabilities, write_model_dir
 
 

@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 JSON = "application/json"
 JSONLINES = "application/jsonlines"
@@ -179,6 +179,10 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
         image.load()
     except InferenceError:
         raise
+    except UnidentifiedImageError:
+        raise InferenceError(
+            400, "bad_image", f"the body is not an image in {', '.join(IMAGE_FORMATS)}"
+        ) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, EOFError) as err:
         raise InferenceError(400, "bad_image", f"cannot decode the image: {err}") from None
     return image
