@@ -379,10 +379,16 @@ def _client_error(err: ClientError) -> ProxyError:
         model_status = response.get("OriginalStatusCode")
         if not model_status and "timed out" in message:
             return ProxyError(504, "model_timeout", "the model did not answer in time")
+        # A 4xx from the model is the client's own mistake (an undecodable image, an unsupported type):
+        # it goes back with its status, so clients do not retry it as they would a 502.
+        if isinstance(model_status, int) and 400 <= model_status < 500:
+            status, kind, text = model_status, "model_rejected_input", "the model rejected the input"
+        else:
+            status, kind, text = 502, "model_error", "the model failed to answer"
         return ProxyError(
-            502,
-            "model_error",
-            "the model rejected the request",
+            status,
+            kind,
+            text,
             extra={
                 "model_status": model_status,
                 "model_error": _maybe_json(response.get("OriginalMessage", "")),

@@ -62,27 +62,32 @@ def test_the_call_carries_endpoint_content_type_accept_and_top_k(stubbed, contex
     assert answer == {"predictions": []}
 
 
-def test_model_error_is_502_with_the_models_status_and_message(stubbed, context):
+@pytest.mark.parametrize(
+    ("model_status", "status", "kind"),
+    [(400, 400, "model_rejected_input"), (415, 415, "model_rejected_input"), (500, 502, "model_error")],
+)
+def test_model_error_carries_the_models_status_and_message(stubbed, context, model_status, status, kind):
+    """The model's 4xx is the client's mistake and keeps its status; its 5xx is a bad gateway."""
     model_message = json.dumps({"error": "cannot decode image", "type": "bad_image", "request_id": "r-1"})
     stubbed.add_client_error(
         "invoke_endpoint",
         "ModelError",
-        f'Received client error (400) from primary with message "{model_message}". See {LOG_STREAM} '
-        f"in account {ACCOUNT} for more information.",
+        f'Received client error ({model_status}) from primary with message "{model_message}". '
+        f"See {LOG_STREAM} in account {ACCOUNT} for more information.",
         424,
         modeled_fields={
-            "OriginalStatusCode": 400,
+            "OriginalStatusCode": model_status,
             "OriginalMessage": model_message,
             "LogStreamArn": LOG_STREAM,
         },
         expected_params=expected(),
     )
 
-    status, _, answer = invoke(context)
+    response_status, _, answer = invoke(context)
 
-    assert status == 502
-    assert answer["type"] == "model_error"
-    assert answer["model_status"] == 400
+    assert response_status == status
+    assert answer["type"] == kind
+    assert answer["model_status"] == model_status
     assert answer["model_error"] == json.loads(model_message)
     assert ACCOUNT not in json.dumps(answer)
 

@@ -97,7 +97,7 @@ def test_a_container_error_maps_exactly_as_a_sagemaker_model_error(adapter, cont
         through_sagemaker = proxy.handler({"image": "dW5kZWNvZGFibGU="}, context)
         stubber.assert_no_pending_responses()
 
-    assert through_adapter.status_code == through_sagemaker["statusCode"] == 502
+    assert through_adapter.status_code == through_sagemaker["statusCode"] == 400
     local_body = through_adapter.json()
     aws_body = json.loads(through_sagemaker["body"])
     assert {k: v for k, v in local_body.items() if k != "request_id"} == {
