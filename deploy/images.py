@@ -1,6 +1,6 @@
-"""Build Kennel's two images with the Docker SDK and report what the layer cache saved.
+"""Build Kennel's images with the Docker SDK and report what the layer cache saved.
 
-python -m deploy.images build            # both images, BASE_IMAGE from scripts/setup.sh
+python -m deploy.images build            # train, serve and proxy; BASE_IMAGE from scripts/setup.sh
 python -m deploy.images build serve      # one of them
 """
 
@@ -14,7 +14,12 @@ from pathlib import Path
 import docker
 
 ROOT = Path(__file__).resolve().parent.parent
-CONTEXTS = {"train": ROOT / "containers" / "train", "serve": ROOT / "containers" / "serve"}
+# The two product images, and the Lambda proxy's local adapter that docker-compose.yml runs beside them.
+CONTEXTS = {
+    "train": ROOT / "containers" / "train",
+    "serve": ROOT / "containers" / "serve",
+    "proxy": ROOT / "lambda",
+}
 UPSTREAM_BASE = "python:3.11-slim-bookworm"
 
 
@@ -125,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.images", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     cmd = sub.add_parser("build", help="build the images from containers/")
-    cmd.add_argument("names", nargs="*", metavar="NAME", help="train and/or serve (default: both)")
+    cmd.add_argument("names", nargs="*", metavar="NAME", help="train, serve and/or proxy (default: all)")
     args = parser.parse_args(argv)
     unknown = set(args.names) - set(CONTEXTS)
     if unknown:
