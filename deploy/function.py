@@ -19,7 +19,7 @@ from deploy.aws import DeployError, Run, is_not_found
 ALIAS = "live"
 HANDLER = "proxy.handler"
 # Tests and the local HTTP adapter stay out of the zip; boto3 comes with the Lambda runtime.
-EXCLUDED = ("test_*", "*_test.py", "conftest.py", "local*")
+EXCLUDED = ("test_*.py", "*_test.py", "conftest.py", "local_adapter.py")
 
 
 def package(source_dir: Path) -> bytes:
@@ -48,7 +48,13 @@ def configuration(run: Run, role_arn: str) -> dict:
         "Handler": HANDLER,
         "MemorySize": fn.memory_mb,
         "Timeout": fn.timeout_seconds,
-        "Environment": {"Variables": {"KENNEL_ENDPOINT_NAME": run.stack.endpoint_name}},
+        # proxy.py reads SAGEMAKER_ENDPOINT_NAME; KENNEL_ENDPOINT_NAME is the name the project agreed on.
+        "Environment": {
+            "Variables": {
+                "KENNEL_ENDPOINT_NAME": run.stack.endpoint_name,
+                "SAGEMAKER_ENDPOINT_NAME": run.stack.endpoint_name,
+            }
+        },
     }
 
 

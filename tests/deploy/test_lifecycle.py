@@ -96,7 +96,10 @@ def test_up_creates_every_resource_as_configured(make_run, stack_file):
         512,
         30,
     )
-    assert live["Environment"]["Variables"] == {"KENNEL_ENDPOINT_NAME": "kennel-endpoint"}
+    assert live["Environment"]["Variables"] == {
+        "KENNEL_ENDPOINT_NAME": "kennel-endpoint",
+        "SAGEMAKER_ENDPOINT_NAME": "kennel-endpoint",
+    }
     assert live["Role"] == "arn:aws:iam::123456789012:role/kennel-lambda-proxy"
     assert live["CodeSha256"] == function.code_sha256(function.package(stack.function.source_dir))
     concurrency = aws_lambda.get_function_concurrency(FunctionName="kennel-proxy")
