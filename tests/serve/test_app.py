@@ -125,6 +125,7 @@ def test_settings_from_sagemaker_variables():
     defaults = Settings.from_env({})
     assert (defaults.port, defaults.workers, defaults.timeout_s, defaults.top_k) == (8080, 1, 60.0, 5)
     assert defaults.default_accept == "application/json" and not defaults.batch_mode
+    assert Settings.from_env({"SAGEMAKER_BATCH": "true"}).timeout_s == 600.0
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
         description="Serve the model in SM_MODEL_DIR on the SageMaker hosting contract.",
         epilog="environment:\n"
         + "\n".join(
-            f"  {name} (default {default or 'see meaning'}): {meaning}"
+            f"  {name} (default {default or 'unset'}): {meaning}"
             for name, (default, meaning) in VARIABLES.items()
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,

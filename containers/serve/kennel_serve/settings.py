@@ -16,14 +16,17 @@ MIB = 1024 * 1024
 VARIABLES: dict[str, tuple[str, str]] = {
     "SAGEMAKER_BIND_TO_PORT": ("8080", "port to listen on (pipelines and multi-container endpoints set it)"),
     "SAGEMAKER_MODEL_SERVER_WORKERS": ("1", "server processes, each with its own model copy and CPU share"),
-    "SAGEMAKER_MODEL_SERVER_TIMEOUT": ("60", "seconds an /invocations request may take before a 504"),
+    "SAGEMAKER_MODEL_SERVER_TIMEOUT": (
+        "60",
+        "seconds an /invocations request may take before a 504 (600 in batch)",
+    ),
     "SAGEMAKER_MAX_PAYLOAD_IN_MB": ("6", "largest request body in MiB (batch transform sets it, up to 100)"),
     "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": (
         "application/json",
         "response type when Accept is absent or */*",
     ),
-    "SAGEMAKER_BATCH": ("false", "true in batch transform jobs"),
-    "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": ("", "answer of /execution-parameters (default: CPUs)"),
+    "SAGEMAKER_BATCH": ("false", "true in batch transform jobs: the timeout defaults to 600 s"),
+    "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": ("", "answer of /execution-parameters; unset: the CPU count"),
     "SAGEMAKER_BATCH_STRATEGY": ("MULTI_RECORD", "answer of /execution-parameters"),
     "SAGEMAKER_PROGRAM": ("inference.py", "custom handler module in MODEL_DIR/code"),
     "SM_MODEL_DIR": ("/opt/ml/model", "the model directory (docs/model-format.md)"),
@@ -31,7 +34,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "KENNEL_MAX_BATCH_DELAY_MS": ("0", "longest a request waits for others to join its batch"),
     "KENNEL_TOP_K": ("5", "predictions per image unless the request asks (top_k=N custom attribute)"),
     "KENNEL_MAX_IMAGE_PIXELS": ("40000000", "images with more pixels are refused before decoding"),
-    "KENNEL_CPUS": ("", "CPUs to size threads for (default: what the container may use)"),
+    "KENNEL_CPUS": ("", "CPUs to size threads for; unset: what the container may use"),
 }
 
 
@@ -98,14 +101,19 @@ class Settings:
             return value
 
         cpus = number("KENNEL_CPUS", minimum=1) if raw("KENNEL_CPUS") else available_cpus()
+        batch_mode = raw("SAGEMAKER_BATCH").lower() == "true"
+        # Batch transform waits up to InvocationsTimeoutInSeconds (default 600 s), not real-time's 60 s.
+        timeout_s = (
+            600.0 if batch_mode and not env.get("SAGEMAKER_MODEL_SERVER_TIMEOUT", "").strip() else None
+        )
         transforms = raw("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS")
         values = {
             "port": number("SAGEMAKER_BIND_TO_PORT", minimum=1),
             "workers": number("SAGEMAKER_MODEL_SERVER_WORKERS", minimum=1),
-            "timeout_s": number("SAGEMAKER_MODEL_SERVER_TIMEOUT", float, minimum=0.001),
+            "timeout_s": timeout_s or number("SAGEMAKER_MODEL_SERVER_TIMEOUT", float, minimum=0.001),
             "max_payload_bytes": int(number("SAGEMAKER_MAX_PAYLOAD_IN_MB", float, minimum=0.001) * MIB),
             "default_accept": raw("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT").lower(),
-            "batch_mode": raw("SAGEMAKER_BATCH").lower() == "true",
+            "batch_mode": batch_mode,
             "max_concurrent_transforms": number("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", minimum=1)
             if transforms
             else cpus,
