@@ -145,7 +145,7 @@ def images() -> dict[str, bytes]:
 @contextmanager
 def serving(model_dir: Path, wait: bool = True, **overrides: object) -> Iterator[TestClient]:
     """A TestClient over create_app with settings for `model_dir`; waits until the load has finished."""
-    settings = Settings.from_env({}, model_dir=model_dir, cpus=2, **overrides)
+    settings = Settings.from_env({}, **{"model_dir": model_dir, "cpus": 2, **overrides})
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         if wait:
             wait_until_loaded(client)

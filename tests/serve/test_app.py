@@ -3,6 +3,8 @@
 import asyncio
 import json
 import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -51,6 +53,37 @@ def test_ping_is_503_naming_the_model_directory_when_there_is_no_model(tmp_path)
         assert response.status_code == 503
         assert response.json()["status"] == "failed"
         assert "no manifest.json in the model directory" in response.json()["reason"]
+
+
+BLOCKING = """
+import time
+from pathlib import Path
+
+def model_fn(model_dir):
+    return Path(model_dir)
+
+def transform_fn(model, body, content_type, accept):
+    (model / "started").touch()
+    while not (model / "finish").exists():
+        time.sleep(0.01)
+    return "done"
+"""
+
+
+def test_ping_answers_while_every_inference_thread_is_busy(tmp_path):
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "inference.py").write_text(BLOCKING)
+    with serving(tmp_path, cpus=1) as client, ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(client.post, "/invocations", content=b"x")
+        while not (tmp_path / "started").exists():
+            assert not pending.done(), pending.result().text
+            time.sleep(0.01)
+        # The one handler thread is blocked; /ping and /metrics are answered from memory regardless.
+        assert client.get("/ping").status_code == 200
+        assert client.get("/metrics").status_code == 200
+        assert not pending.done()
+        (tmp_path / "finish").touch()
+        assert pending.result().text == "done"
 
 
 def test_past_the_deadline_is_504(gated_dir):
