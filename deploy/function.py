@@ -48,13 +48,7 @@ def configuration(run: Run, role_arn: str) -> dict:
         "Handler": HANDLER,
         "MemorySize": fn.memory_mb,
         "Timeout": fn.timeout_seconds,
-        # proxy.py reads SAGEMAKER_ENDPOINT_NAME; KENNEL_ENDPOINT_NAME is the name the project agreed on.
-        "Environment": {
-            "Variables": {
-                "KENNEL_ENDPOINT_NAME": run.stack.endpoint_name,
-                "SAGEMAKER_ENDPOINT_NAME": run.stack.endpoint_name,
-            }
-        },
+        "Environment": {"Variables": {"SAGEMAKER_ENDPOINT_NAME": run.stack.endpoint_name}},
     }
 
 

@@ -162,12 +162,12 @@ build_substitute_base() {
 
 # Deploy tests push to a real registry (distribution 2.8) that they start on a free port themselves.
 step_registry() {
-    if command -v docker-registry >/dev/null; then
-        say "local registry: docker-registry present"
+    if command -v docker-registry >/dev/null && command -v htpasswd >/dev/null; then
+        say "local registry: docker-registry and htpasswd present"
         return
     fi
-    say "local registry: installing Debian's docker-registry"
-    apt_install docker-registry
+    say "local registry: installing Debian's docker-registry and apache2-utils (htpasswd)"
+    apt_install docker-registry apache2-utils
     # The package may start its own service on :5000; the tests start theirs on free ports instead.
     as_root pkill -x docker-registry 2>/dev/null || true
 }

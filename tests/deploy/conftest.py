@@ -21,7 +21,7 @@ HANDLER = """import os
 
 
 def handler(event, context):
-    return {"endpoint": os.environ["KENNEL_ENDPOINT_NAME"]}
+    return {"endpoint": os.environ["SAGEMAKER_ENDPOINT_NAME"]}
 """
 
 

@@ -97,7 +97,6 @@ def test_up_creates_every_resource_as_configured(make_run, stack_file):
         30,
     )
     assert live["Environment"]["Variables"] == {
-        "KENNEL_ENDPOINT_NAME": "kennel-endpoint",
         "SAGEMAKER_ENDPOINT_NAME": "kennel-endpoint",
     }
     assert live["Role"] == "arn:aws:iam::123456789012:role/kennel-lambda-proxy"

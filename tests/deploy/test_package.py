@@ -19,7 +19,7 @@ def test_the_zip_of_lambda_imports_its_handler_on_its_own(tmp_path):
         zf.extractall(tmp_path)
     assert "proxy.py" in names and "local_adapter.py" not in names
     assert not any(name.startswith("test_") for name in names)
-    env = {"SAGEMAKER_ENDPOINT_NAME": "kennel-endpoint", "KENNEL_ENDPOINT_NAME": "kennel-endpoint"}
+    env = {"SAGEMAKER_ENDPOINT_NAME": "kennel-endpoint"}
     env |= {"AWS_DEFAULT_REGION": "us-east-1", "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
         [sys.executable, "-E", "-s", "-c", "import proxy; assert callable(proxy.handler)"],
