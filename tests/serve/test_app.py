@@ -133,7 +133,7 @@ def test_effective_settings_are_logged_once_at_start(tiny_model_dir, caplog):
     caplog.set_level(logging.INFO, logger="kennel_serve")
     with serving(tiny_model_dir, max_batch_size=4):
         pass
-    lines = [r for r in caplog.records if r.getMessage().startswith("settings ")]
+    lines = [r for r in caplog.records if r.getMessage() == "settings"]
     assert len(lines) == 1
     assert lines[0].settings["max_batch_size"] == 4
     assert lines[0].settings["model_dir"] == str(tiny_model_dir)

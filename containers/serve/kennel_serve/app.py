@@ -2,11 +2,10 @@
 plus /metrics. Routes read, delegate to the runtime, and answer; every error becomes the same JSON body in
 `error_response`, the one place that builds one.
 
-    uvicorn --factory kennel_serve.app:create_app --port 8080     # what `serve` runs, settings from the env
+    uvicorn --factory kennel_serve.app:create_app --port 8080     # settings from the environment
 """
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -308,5 +307,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    log.info("settings %s", json.dumps(settings.describe()), extra={"settings": settings.describe()})
+    log.info("settings", extra={"settings": settings.describe()})
     return app

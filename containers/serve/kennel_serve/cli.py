@@ -13,8 +13,10 @@ import argparse
 import sys
 
 import uvicorn
+from fastapi import FastAPI
 
 from kennel_serve import logs
+from kennel_serve.app import create_app
 from kennel_serve.settings import VARIABLES, Settings, SettingsError
 
 DRAIN_SECONDS = 25
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     except SettingsError as err:
         sys.exit(f"serve: {err}")
     uvicorn.run(
-        "kennel_serve.app:create_app",
+        "kennel_serve.cli:app_factory",
         factory=True,
         host="0.0.0.0",
         port=settings.port,
@@ -50,3 +52,9 @@ def main(argv: list[str] | None = None) -> None:
         loop="uvloop",
         http="httptools",
     )
+
+
+def app_factory() -> FastAPI:
+    """What each uvicorn worker process builds; worker processes start fresh, so each sets up its logging."""
+    logs.configure()
+    return create_app()
