@@ -69,6 +69,7 @@ def build(
     tag = image_tag(name)
     started = time.monotonic()
     steps = cached = 0
+    seen_from = False
     tail: list[str] = []
     image_id = ""
     for chunk in client.api.build(
@@ -78,8 +79,9 @@ def build(
             raise BuildError(f"building {tag} failed: {chunk['error'].strip()}\n" + "".join(tail[-20:]))
         line = chunk.get("stream", "")
         if line.startswith("Step "):
-            # ARG and FROM before the first layer are never "from cache"; count the steps that can be.
-            steps += " : ARG " not in line and " : FROM " not in line
+            # FROM, and an ARG before it, never come "from cache"; count only the steps that can.
+            seen_from = seen_from or " : FROM " in line
+            steps += seen_from and " : FROM " not in line
             if progress:
                 progress(line.strip())
         elif "Using cache" in line:
