@@ -87,7 +87,8 @@ def torchrun_command(config: TrainConfig, config_file: Path) -> list[str]:
     current = config.current_host or hosts[0]
     if current not in hosts:
         raise RuntimeError(f"current host {current!r} is not among the hosts {hosts}")
-    master = hosts[0]
+    # One host talks to itself: its name in resourceconfig.json need not resolve outside SageMaker.
+    master = hosts[0] if len(hosts) > 1 else "127.0.0.1"
     if len(hosts) > 1:
         resolve_host(master)
     return [
