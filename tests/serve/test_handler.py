@@ -60,7 +60,8 @@ def handler_dir(tmp_path, source, base=None):
 
 def test_toolkit_style_handler_with_context(tmp_path):
     with serving(handler_dir(tmp_path, FOUR_FUNCTIONS_WITH_CONTEXT)) as client:
-        response = client.post("/invocations", json=[[1, 2], [3, 4]], headers={"Accept": "text/csv"})
+        accept = "application/json;q=0.5, text/csv, */*;q=0.1"
+        response = client.post("/invocations", json=[[1, 2], [3, 4]], headers={"Accept": accept})
         assert response.status_code == 200, response.text
         assert response.headers["content-type"].startswith("text/csv")
         assert np.loadtxt(response.text.splitlines(), delimiter=",").tolist() == [[3, 6], [9, 12]]

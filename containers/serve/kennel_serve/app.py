@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import Headers, MutableHeaders
@@ -246,10 +245,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
         kind = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         return error_response(request_id(request), InferenceError(error.status_code, kind, str(error.detail)))
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
-        return error_response(request_id(request), InferenceError(400, "bad_request", str(error.errors())))
 
     @app.get("/ping")
     async def ping() -> Response:

@@ -45,8 +45,8 @@ def media_type(header: str | None) -> str:
     return JSONLINES_ALIASES.get(bare, bare)
 
 
-def negotiate(accept: str | None, preferred: str, supported: tuple[str, ...] = RESPONSE_TYPES) -> str:
-    """The supported type the Accept header likes best (q-values, `type/*`, `*/*`); ties go to `preferred`."""
+def accept_ranges(accept: str | None) -> list[tuple[str, float]]:
+    """`text/csv;q=0.5, */*` -> [("text/csv", 0.5), ("*/*", 1.0)]: media ranges with their q-values."""
     ranges = []
     for part in (accept or "*/*").split(","):
         kind, *params = (piece.strip() for piece in part.split(";"))
@@ -61,6 +61,12 @@ def negotiate(accept: str | None, preferred: str, supported: tuple[str, ...] = R
                 except ValueError:
                     quality = 0.0
         ranges.append((JSONLINES_ALIASES.get(kind.lower(), kind.lower()), quality))
+    return ranges
+
+
+def negotiate(accept: str | None, preferred: str, supported: tuple[str, ...] = RESPONSE_TYPES) -> str:
+    """The supported type the Accept header likes best (q-values, `type/*`, `*/*`); ties go to `preferred`."""
+    ranges = accept_ranges(accept)
     candidates = sorted(supported, key=lambda kind: kind != preferred)
     best, best_quality = None, 0.0
     for candidate in candidates:

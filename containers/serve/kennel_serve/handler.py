@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 from sagemaker_inference import encoder, errors
 
-from kennel_serve.codecs import InferenceError, media_type, open_image, split_images
+from kennel_serve.codecs import InferenceError, accept_ranges, media_type, open_image, split_images
 from kennel_serve.model import ImageClassifier, ModelLoadError
 from kennel_serve.runtime import Invocation
 from kennel_serve.settings import Settings
@@ -121,10 +121,10 @@ class CustomHandlerRuntime:
         return (body.encode() if isinstance(body, str) else bytes(body)), response_type
 
     async def invoke(self, invocation: Invocation) -> tuple[bytes, str]:
-        # As the toolkit does: an absent or wildcard Accept means SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT.
-        accept = media_type(invocation.accept)
-        if accept in ("", "*/*"):
-            accept = self.settings.default_accept
+        # The handler gets one type: the concrete one the client likes best; as in the toolkit, an absent or
+        # wildcard Accept means SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT.
+        concrete = [(q, kind) for kind, q in accept_ranges(invocation.accept) if "*" not in kind and q > 0]
+        accept = max(concrete, key=lambda pair: pair[0])[1] if concrete else self.settings.default_accept
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._pool, self._handle, invocation, accept)

@@ -57,13 +57,13 @@ class ClassifierRuntime:
             classifier.predict, settings.max_batch_size, settings.max_batch_delay_s, on_batch=self._on_batch
         )
         self.load_seconds = classifier.load_seconds
+        metrics.queue_depth.set_function(lambda: self.batcher.queue_depth)
 
     def start(self) -> None:
         self.batcher.start()
 
     def _on_batch(self, size: int) -> None:
         self._metrics.batch_size.observe(size)
-        self._metrics.queue_depth.set(self.batcher.queue_depth)
 
     def _prepare(self, data: bytes) -> np.ndarray:
         return self.classifier.preprocess(open_image(data, self.settings.max_image_pixels))
@@ -81,7 +81,6 @@ class ClassifierRuntime:
         arrays = await asyncio.gather(
             *(loop.run_in_executor(self._decoders, self._prepare, data) for data in images)
         )
-        self._metrics.queue_depth.set(self.batcher.queue_depth + len(arrays))
         probabilities = await asyncio.gather(*(self.batcher.submit(array) for array in arrays))
         predictions = top_predictions(np.stack(probabilities), self.classifier.labels, top_k)
         return ENCODERS[response_type](predictions), response_type
