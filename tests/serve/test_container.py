@@ -103,6 +103,13 @@ def test_ping_is_503_while_loading_then_200(serve_image, run_container, gated_mo
     assert ready(container)
 
 
+def test_sigterm_while_the_model_is_still_loading_exits_0(serve_image, run_container, gated_model_dir):
+    container = start(run_container, serve_image, gated_model_dir)
+    assert wait_for_http(f"{url(container)}/ping", ok=lambda r: r.status_code != 404).status_code == 503
+    container.kill(signal="SIGTERM")
+    assert container.wait(timeout=30)["StatusCode"] == 0
+
+
 def test_failed_load_is_503_with_the_reason(serve_image, run_container, tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"format": "kennel-model", "format_version": 99}))
     container = start(run_container, serve_image, tmp_path)

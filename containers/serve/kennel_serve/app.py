@@ -6,9 +6,12 @@ plus /metrics. Routes read, delegate to the runtime, and answer; every error bec
 """
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -48,9 +51,31 @@ def load_runtime(settings: Settings, metrics: ServingMetrics) -> Runtime:
     )
 
 
+async def _in_daemon_thread(function: Callable[[], Runtime]) -> Runtime:
+    """Runs `function` on a daemon thread: a model_fn that never returns must not keep the process alive
+    after SIGTERM (asyncio.to_thread's pool threads are joined at exit)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Runtime] = loop.create_future()
+
+    def settle(result: object, error: BaseException | None) -> None:
+        if not future.done():
+            future.set_exception(error) if error is not None else future.set_result(result)
+
+    def work() -> None:
+        try:
+            result, error = function(), None
+        except BaseException as err:  # handed to the awaiting coroutine, which decides
+            result, error = None, err
+        with contextlib.suppress(RuntimeError):  # the loop is gone: the server stopped while loading
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name="model-load", daemon=True).start()
+    return await future
+
+
 async def _load(state: ModelState, settings: Settings, metrics: ServingMetrics) -> None:
     try:
-        runtime = await asyncio.to_thread(load_runtime, settings, metrics)
+        runtime = await _in_daemon_thread(lambda: load_runtime(settings, metrics))
     except ModelLoadError as err:
         state.status, state.reason = "failed", str(err)
         log.error("model load failed: %s", err)
