@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import torch
 
 from tests.conftest import published_port, wait_for_http
 from tests.serve.conftest import PARITY_PREPROCESSING, torch_probabilities
@@ -131,6 +132,48 @@ def test_served_probabilities_match_pytorch(parity_container, parity_model, imag
         (predictions,) = response.json()["predictions"]
         served = np.array([p["probability"] for p in sorted(predictions, key=lambda p: p["index"])])
         expected = torch_probabilities(parity_model, PARITY_PREPROCESSING, data)
+        np.testing.assert_allclose(served, expected, atol=1e-4, err_msg=name)
+
+
+def test_a_model_dir_written_by_the_training_image_serves_pytorch_probabilities(
+    train_image, serve_image, run_container, tmp_path, images
+):
+    from kennel_train.model import build_model
+    from kennel_train.synthetic import write_dataset
+
+    write_dataset(tmp_path / "data", classes=3, per_class=6, size=48, seed=5)
+    flags = ["--backbone=resnet18", "--weights=none", "--image-size=48", "--batch-size=8", "--epochs=1"]
+    trainer = run_container(
+        train_image,
+        [
+            "train",
+            *flags,
+            "--data=/data",
+            "--model-dir=/out/model",
+            "--checkpoint-dir=/out/ck",
+            "--output-dir=/out/o",
+        ],
+        name=f"kennel-serve-test-train-{uuid.uuid4().hex[:8]}",
+        volumes={
+            str(tmp_path / "data"): {"bind": "/data", "mode": "ro"},
+            str(tmp_path): {"bind": "/out", "mode": "rw"},
+        },
+    )
+    assert trainer.wait(timeout=300)["StatusCode"] == 0, trainer.logs().decode()[-3000:]
+    model_dir = tmp_path / "model"
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    architecture = manifest["architecture"]
+    model = build_model(architecture["backbone"], architecture["num_classes"], architecture["head"])
+    model.load_state_dict(torch.load(model_dir / "model.pth", map_location="cpu"))
+
+    base = ready(start(run_container, serve_image, model_dir))
+    for name, data in images.items():
+        headers = {"Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": "top_k=3"}
+        response = httpx.post(f"{base}/invocations", content=data, headers=headers, timeout=30)
+        (predictions,) = response.json()["predictions"]
+        assert [p["label"] for p in predictions] == [manifest["labels"][p["index"]] for p in predictions]
+        served = np.array([p["probability"] for p in sorted(predictions, key=lambda p: p["index"])])
+        expected = torch_probabilities(model, manifest["preprocessing"], data)
         np.testing.assert_allclose(served, expected, atol=1e-4, err_msg=name)
 
 
