@@ -15,7 +15,7 @@ from kennel_train import dist as distributed
 from kennel_train.config import ConfigError, build_parser
 from kennel_train.engine import Stopped
 from kennel_train.engine import main as train_main
-from kennel_train.failure import clear_failure, describe, write_failure
+from kennel_train.failure import FAILURE_FILE, clear_failure, describe, write_failure
 from kennel_train.sagemaker import load_config
 
 EPILOG = """\
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         if distributed.needs_launcher(config):
             with tempfile.TemporaryDirectory(prefix="kennel-train-") as scratch:
                 code = distributed.launch(config, Path(scratch) / "config.json")
-            if code not in (0, 143) and not (Path(output_dir) / "failure").is_file():
+            if code not in (0, 143) and not (Path(output_dir) / FAILURE_FILE).is_file():
                 write_failure(output_dir, f"torchrun exited with code {code}; see the job's log")
             return code
         train_main(config, distributed.DistContext.single())

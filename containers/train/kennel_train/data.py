@@ -139,8 +139,8 @@ def collate_skipping(batch: list) -> tuple[torch.Tensor, torch.Tensor, int]:
 def worker_count(config: TrainConfig, dist: DistContext) -> int:
     if config.workers >= 0:
         return config.workers
-    local_processes = max(torch.cuda.device_count(), 1) if dist.distributed else 1
-    return min(8, max((os.cpu_count() or 1) // local_processes - 1, 0))
+    # The host's cores shared by its processes, one core each left for the training process itself.
+    return min(8, max((os.cpu_count() or 1) // dist.local_world_size - 1, 0))
 
 
 def make_loaders(config: TrainConfig, dist: DistContext, splits: Splits) -> dict[str, DataLoader]:

@@ -22,6 +22,7 @@ class DistContext:
     rank: int
     world_size: int
     local_rank: int
+    local_world_size: int
     device: torch.device
 
     @property
@@ -35,11 +36,12 @@ class DistContext:
     @classmethod
     def single(cls) -> "DistContext":
         device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
-        return cls(rank=0, world_size=1, local_rank=0, device=device)
+        return cls(rank=0, world_size=1, local_rank=0, local_world_size=1, device=device)
 
     @classmethod
     def from_torchrun(cls, env: dict[str, str]) -> "DistContext":
-        """Joins the process group torchrun set up (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT)."""
+        """Joins the process group torchrun set up (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE,
+        MASTER_ADDR/PORT)."""
         local_rank = int(env["LOCAL_RANK"])
         if torch.cuda.is_available():
             device = torch.device("cuda", local_rank)
@@ -53,6 +55,7 @@ class DistContext:
             rank=torch_dist.get_rank(),
             world_size=torch_dist.get_world_size(),
             local_rank=local_rank,
+            local_world_size=int(env["LOCAL_WORLD_SIZE"]),
             device=device,
         )
 
