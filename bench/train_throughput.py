@@ -1,0 +1,86 @@
+"""Training throughput: Kennel's train_one_epoch against a bare PyTorch loop, same model, data and batch.
+
+    .venv/bin/python bench/train_throughput.py                      # CPU: ResNet-18, 64 px, synthetic data
+    .venv/bin/python bench/train_throughput.py --backbone resnet50 --size 224 --images 512   # on a GPU box
+
+Both loops run the same number of images through the same DataLoader, alternating, after a warm-up; the
+ratio (trainer / bare, images per second) is the figure docs/benchmarks.md records.
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "containers" / "train"))
+
+from kennel_train import data, engine
+from kennel_train.config import TrainConfig
+from kennel_train.dist import DistContext
+from kennel_train.model import build_model
+from kennel_train.synthetic import write_dataset
+
+
+def bare_epoch(net: nn.Module, loader, optimizer, device: torch.device) -> None:
+    net.train()
+    for images, labels, _ in loader:
+        images, labels = images.to(device), labels.to(device)
+        loss = nn.functional.cross_entropy(net(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--images", type=int, default=160, help="training images per class x 5 classes")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    dist = DistContext.single()
+    with tempfile.TemporaryDirectory() as root:
+        write_dataset(Path(root), classes=5, per_class=args.images // 5 * 10 // 6, size=args.size)
+        config = TrainConfig(
+            data=root, backbone=args.backbone, weights="none", image_size=args.size,
+            batch_size=args.batch_size, workers=0, epochs=args.rounds + 1,
+        )  # fmt: skip
+        splits = data.find_splits(config)
+        loader = data.make_loaders(config, dist, splits)["train"]
+        count = len(loader.dataset)
+        net = build_model(args.backbone, 5).to(dist.device)
+        optimizer = torch.optim.AdamW(net.parameters())
+        scheduler = engine.make_schedule(optimizer, config, len(loader))
+        scaler = torch.amp.GradScaler(dist.device.type, enabled=False)
+        criterion = nn.CrossEntropyLoss()
+        stop = engine.StopRequested()
+
+        def trainer() -> None:
+            engine.train_one_epoch(net, loader, criterion, optimizer, scheduler, scaler, config, dist, stop)
+
+        def bare() -> None:
+            bare_epoch(net, loader, optimizer, dist.device)
+
+        timings = {"trainer": [], "bare": []}
+        trainer(), bare()  # warm-up
+        for _ in range(args.rounds):
+            for name, run in (("trainer", trainer), ("bare", bare)):
+                started = time.perf_counter()
+                run()
+                if dist.device.type == "cuda":
+                    torch.cuda.synchronize()
+                timings[name].append(count / (time.perf_counter() - started))
+    best = {name: max(values) for name, values in timings.items()}
+    print(f"{args.backbone} {args.size}px batch {args.batch_size} on {dist.device}, {count} images per epoch")
+    for name, value in best.items():
+        print(f"  {name}: {value:.1f} images/s (best of {args.rounds})")
+    print(f"  ratio trainer/bare: {best['trainer'] / best['bare']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
