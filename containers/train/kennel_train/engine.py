@@ -44,14 +44,15 @@ class StopRequested:
         log.warning("SIGTERM: stopping after this step and saving a checkpoint")
         self.requested = True
 
-    def agreed(self, dist: DistContext) -> bool:
-        """True when any rank was asked to stop, so all ranks leave the loop at the same step (a rank that
-        left alone would leave the others waiting in their next all-reduce)."""
-        if not dist.distributed:
-            return self.requested
-        flag = torch.tensor([float(self.requested)], device=dist.device)
-        torch_dist.all_reduce(flag, op=torch_dist.ReduceOp.MAX)
-        return bool(flag.item())
+
+def any_rank(dist: DistContext, *flags: bool) -> list[bool]:
+    """For each flag, whether any rank raised it. Ranks must leave the loop or skip a step together: a
+    rank that did either alone would leave the others waiting in their next all-reduce."""
+    if not dist.distributed:
+        return list(flags)
+    tensor = torch.tensor([float(flag) for flag in flags], device=dist.device)
+    torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.MAX)
+    return [bool(value) for value in tensor.tolist()]
 
 
 class Stopped(Exception):
@@ -101,9 +102,10 @@ def train_one_epoch(
     skipped = 0
     for images, labels, bad in loader:
         skipped += bad
-        if stop.agreed(dist):
+        stop_now, some_batch_empty = any_rank(dist, stop.requested, len(labels) == 0)
+        if stop_now:
             raise Stopped
-        if len(labels) == 0:
+        if some_batch_empty:  # a rank whose whole batch was unreadable: every rank skips this step
             continue
         images = images.to(dist.device, non_blocking=True, memory_format=memory_format)
         labels = labels.to(dist.device, non_blocking=True)
