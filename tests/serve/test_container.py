@@ -184,13 +184,20 @@ def test_errors_over_real_http(parity_container, images):
     )
     assert big.status_code == 413
     assert big.json()["setting"] == "SAGEMAKER_MAX_PAYLOAD_IN_MB" and big.json()["limit_bytes"] == 1024 * 1024
+    chunked = httpx.post(
+        f"{base}/invocations",
+        content=(b"\0" * 65536 for _ in range(20)),
+        headers={"Content-Type": "image/jpeg"},
+    )
+    assert "content-length" not in chunked.request.headers
+    assert chunked.status_code == 413 and chunked.json()["type"] == "payload_too_large"
     unsupported = httpx.post(f"{base}/invocations", content=b"a,b", headers={"Content-Type": "text/csv"})
     assert unsupported.status_code == 415 and "image/jpeg" in unsupported.json()["supported"]
     corrupt = httpx.post(
         f"{base}/invocations", content=images["square.jpg"][:300], headers={"Content-Type": "image/jpeg"}
     )
     assert corrupt.status_code == 400 and corrupt.json()["type"] == "bad_image"
-    for response in (big, unsupported, corrupt):
+    for response in (big, chunked, unsupported, corrupt):
         assert response.json()["request_id"] == response.headers["x-request-id"]
         assert "Traceback" not in response.text
 
