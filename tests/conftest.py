@@ -23,18 +23,31 @@ def docker_client() -> docker.DockerClient:
 
 
 @pytest.fixture(scope="session")
-def built_images(docker_client) -> dict[str, images.BuiltImage]:
-    return {name: images.build(name, client=docker_client) for name in images.CONTEXTS}
+def build_image(docker_client):
+    """Builds an image at most once per session, when a test first needs it."""
+    built: dict[str, images.BuiltImage] = {}
+
+    def build(name: str) -> images.BuiltImage:
+        if name not in built:
+            built[name] = images.build(name, client=docker_client)
+        return built[name]
+
+    return build
 
 
 @pytest.fixture(scope="session")
-def serve_image(built_images) -> str:
-    return built_images["serve"].tag
+def built_images(build_image) -> dict[str, images.BuiltImage]:
+    return {name: build_image(name) for name in images.CONTEXTS}
 
 
 @pytest.fixture(scope="session")
-def train_image(built_images) -> str:
-    return built_images["train"].tag
+def serve_image(build_image) -> str:
+    return build_image("serve").tag
+
+
+@pytest.fixture(scope="session")
+def train_image(build_image) -> str:
+    return build_image("train").tag
 
 
 def wait_for_http(url: str, timeout: float = 60.0, ok=lambda r: True) -> httpx.Response:
