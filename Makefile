@@ -36,5 +36,5 @@ down:
 
 clean:
 	-$(COMPOSE) down --volumes --remove-orphans
-	-docker image rm kennel-train:local kennel-serve:local
+	-docker image rm kennel-train:local kennel-serve:local kennel-proxy:local
 	rm -rf $(VENV) .kennel .pytest_cache .ruff_cache
