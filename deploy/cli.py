@@ -57,4 +57,4 @@ def print_json(value: object) -> None:
 
 
 # Modules that register commands.
-from deploy import commands  # noqa: E402, F401
+from deploy import commands, loadtest  # noqa: E402, F401
