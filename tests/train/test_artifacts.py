@@ -18,24 +18,39 @@ MANIFEST_KEYS = {
 }  # fmt: skip
 
 
-def assert_model_dir(model_dir: Path, num_classes: int) -> dict:
-    """The contract of docs/model-format.md, shared with the container tests."""
+def assert_model_dir(model_dir: Path, num_classes: int, int8: bool | None = None) -> dict:
+    """The contract of docs/model-format.md, shared with the container tests. `int8`: whether the INT8
+    model must be there (True), must not (False), or may be (None)."""
     manifest = json.loads((model_dir / "manifest.json").read_text())
     assert set(manifest) >= MANIFEST_KEYS
     assert (manifest["format"], manifest["format_version"]) == ("kennel-model", 1)
-    assert manifest["models"] == {"fp32": "model.onnx"}
+    if int8 is not None:
+        assert ("int8" in manifest["models"]) == int8, manifest["models"]
+    if "int8" in manifest["models"]:
+        assert manifest["models"] == {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+        assert set(manifest["quantization"]) >= {"method", "calibration_images", "guarded"}
+        assert_onnx_interface(model_dir / "model.int8.onnx", num_classes)
+    else:
+        assert manifest["models"] == {"fp32": "model.onnx"}
+        assert "quantization" not in manifest
     assert manifest["input"] == {"name": "input", "layout": "NCHW", "dtype": "float32"}
     assert manifest["output"] == {"name": "logits", "kind": "logits"}
     assert len(manifest["labels"]) == num_classes == manifest["architecture"]["num_classes"]
     assert set(manifest["preprocessing"]) >= {"resize", "crop", "interpolation", "mean", "std"}
-    graph = onnx.load(str(model_dir / "model.onnx")).graph
-    assert [i.name for i in graph.input] == ["input"] and [o.name for o in graph.output] == ["logits"]
-    batch = graph.input[0].type.tensor_type.shape.dim[0]
-    assert batch.dim_param and not batch.HasField("dim_value"), "batch axis must be dynamic"
-    assert graph.output[0].type.tensor_type.shape.dim[1].dim_value == num_classes
+    assert_onnx_interface(model_dir / "model.onnx", num_classes)
     assert torch.load(model_dir / "model.pth", weights_only=True)
     assert json.loads((model_dir / "metric_definitions.json").read_text()) == metrics.metric_definitions()
     return manifest
+
+
+def assert_onnx_interface(path: Path, num_classes: int) -> None:
+    """float32 `input` with a dynamic batch axis, `logits` of the class count."""
+    graph = onnx.load(str(path)).graph
+    assert [i.name for i in graph.input] == ["input"] and [o.name for o in graph.output] == ["logits"]
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    batch = graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch.dim_param and not batch.HasField("dim_value"), "batch axis must be dynamic"
+    assert graph.output[0].type.tensor_type.shape.dim[1].dim_value == num_classes
 
 
 def test_checkpoint_round_trip_is_atomic(tmp_path):

@@ -19,6 +19,10 @@ SAGEMAKER_RESERVED_PREFIX = "sagemaker_"
 # Hyperparameter names other tools use for our fields (the seed's tuning job used these).
 ALIASES = {"learning_rate": "lr", "num_epochs": "epochs"}
 
+# The calibration images are held in memory, preprocessed (600 KB each at 224 px); a few hundred are
+# plenty for MinMax ranges.
+MAX_CALIBRATION_IMAGES = 512
+
 
 class ConfigError(ValueError):
     """A flag or hyperparameter that cannot become a valid configuration."""
@@ -69,6 +73,16 @@ class TrainConfig:
     image_size: int = _opt(224, "training crop and evaluation centre crop, in pixels")
     resize: int = _opt(0, "evaluation resize of the shorter side; 0: IMAGE_SIZE / 0.875")
     workers: int = _opt(-1, "DataLoader workers per process; -1: from the CPU count")
+    # Serving artifact.
+    quantize: bool = _opt(
+        True,
+        "also write model.int8.onnx (ONNX Runtime static INT8, for CPU endpoints), kept only if it passes "
+        "the accuracy guard on the validation split: top-1 agreement with fp32 >= 0.99 and accuracy drop "
+        "<= 1 point; otherwise the log says why and the job succeeds with fp32 only. false: fp32 only",
+    )
+    calibration_images: int = _opt(
+        64, f"training images (a seeded sample, at most {MAX_CALIBRATION_IMAGES}) to calibrate INT8 on"
+    )
     # Distribution.
     nproc_per_node: int = _opt(0, "processes per host; 0: one per GPU, or 1 without GPUs")
     hosts: tuple[str, ...] = _opt((), "all hosts, first is master (from resourceconfig.json); comma list")
@@ -188,4 +202,8 @@ def resolve(
     for name in ("epochs", "batch_size", "image_size"):
         if getattr(config, name) < 1:
             raise ConfigError(f"{name} must be at least 1, got {getattr(config, name)}")
+    if not 1 <= config.calibration_images <= MAX_CALIBRATION_IMAGES:
+        raise ConfigError(
+            f"calibration_images must be 1 to {MAX_CALIBRATION_IMAGES}, got {config.calibration_images}"
+        )
     return config

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from kennel_train import checkpoint, data, export, metrics
+from kennel_train import checkpoint, data, export, metrics, quantize
 from kennel_train import model as models
 from kennel_train.config import TrainConfig
 from kennel_train.dist import DistContext
@@ -296,6 +296,8 @@ def main(config: TrainConfig, dist: DistContext) -> dict[str, Any]:
     if dist.is_main:
         print(metrics.test_line(test), flush=True)
         write_model(config, net, splits, results, loaders["valid"])
+        if config.quantize:
+            write_int8_model(config, splits)
     return results
 
 
@@ -331,6 +333,30 @@ def write_model(
     log.info(
         "model written to %s (ONNX parity: max probability difference %.2g)", config.model_dir, difference
     )
+
+
+def write_int8_model(config: TrainConfig, splits: data.Splits) -> None:
+    """Adds the guarded INT8 model to the model directory. The fp32 model is already complete there, so a
+    rejected or failed quantization leaves a job that still succeeds, and the log says why."""
+    calibration = quantize.sample_images(splits.train, config.calibration_images, config.seed)
+    try:
+        result = quantize.quantize_model_dir(
+            Path(config.model_dir), calibration, splits.valid, guard=True, seed=config.seed
+        )
+    except Exception:  # an operator ONNX Runtime cannot quantize must not fail a finished training job
+        log.exception("INT8 quantization failed; the model directory holds the fp32 model only")
+        return
+    if result["written"]:
+        log.info(
+            "INT8 model written: top-1 agreement with fp32 %.4f, accuracy %.4f fp32 vs %.4f int8 on %d "
+            "validation images, calibrated on %d training images",
+            result["agreement"], result["fp32_accuracy"], result["int8_accuracy"],
+            result["validation_images"], result["calibration_images"],
+        )  # fmt: skip
+    else:
+        log.warning(
+            "INT8 model not written, serving will use fp32: the accuracy guard failed: %s", result["reason"]
+        )
 
 
 def parity_batch(dataset: data.SkippingImageFolder) -> torch.Tensor:
