@@ -2,6 +2,7 @@
 code `make build` runs, so a test always exercises the current Dockerfiles and sources."""
 
 import contextlib
+import socket
 import time
 from collections.abc import Iterator
 
@@ -48,6 +49,13 @@ def serve_image(build_image) -> str:
 @pytest.fixture(scope="session")
 def train_image(build_image) -> str:
     return build_image("train").tag
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def wait_for_http(url: str, timeout: float = 60.0, ok=lambda r: True) -> httpx.Response:

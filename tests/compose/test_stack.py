@@ -1,7 +1,6 @@
 """`docker compose up` runs the whole topology: train once, serve, proxy; `down -v` leaves nothing behind."""
 
 import os
-import socket
 import subprocess
 import uuid
 from pathlib import Path
@@ -10,14 +9,10 @@ import httpx
 import pytest
 from kennel_train.synthetic import write_dataset
 
+from tests.conftest import free_port
+
 pytestmark = pytest.mark.container
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def compose(project: str, env: dict, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:

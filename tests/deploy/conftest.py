@@ -3,7 +3,6 @@ point at it. boto3 finds it through AWS_ENDPOINT_URL, as deploy/ would find any 
 
 import json
 import logging
-import socket
 import tomllib
 import urllib.request
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from moto.server import ThreadedMotoServer
 
 from deploy import stack as stack_module
 from deploy.aws import Run
+from tests.conftest import free_port
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "stack.example.toml"
 HANDLER = """import os
@@ -23,12 +23,6 @@ HANDLER = """import os
 def handler(event, context):
     return {"endpoint": os.environ["SAGEMAKER_ENDPOINT_NAME"]}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ import pytest
 from deploy import ecr, images
 from deploy.aws import Run
 from deploy.stack import load
-from tests.deploy.conftest import free_port
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.container
 

@@ -10,7 +10,6 @@ import http.server
 import importlib
 import ipaddress
 import json
-import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -26,6 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from moto.server import ThreadedMotoServer
 
+from tests.conftest import free_port
+
 REGION = "us-east-1"
 ENDPOINT = "kennel-test-endpoint"
 # The proxy reads its settings once, at import; give it a complete environment for that moment only.
@@ -35,12 +36,6 @@ with pytest.MonkeyPatch.context() as _env:
     proxy = importlib.import_module("proxy")
 
 TEST_HOST_NAME = "images.kennel.test"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
