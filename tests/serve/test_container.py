@@ -135,15 +135,16 @@ def test_served_probabilities_match_pytorch(parity_container, parity_model, imag
         np.testing.assert_allclose(served, expected, atol=1e-4, err_msg=name)
 
 
-def test_a_model_dir_written_by_the_training_image_serves_pytorch_probabilities(
-    train_image, serve_image, run_container, tmp_path, images
-):
-    from kennel_train.model import build_model
+@pytest.fixture(scope="module")
+def trained(train_image, docker_client, tmp_path_factory) -> tuple[Path, Path]:
+    """A model directory written by the training image (fp32 and a guarded INT8 model) from a small
+    synthetic set: (the model directory, the data set)."""
     from kennel_train.synthetic import write_dataset
 
-    write_dataset(tmp_path / "data", classes=3, per_class=6, size=48, seed=5)
-    flags = ["--backbone=resnet18", "--weights=none", "--image-size=48", "--batch-size=8", "--epochs=1"]
-    trainer = run_container(
+    root = tmp_path_factory.mktemp("trained")
+    write_dataset(root / "data", classes=4, per_class=20, size=48, seed=5)
+    flags = ["--backbone=resnet18", "--weights=none", "--image-size=48", "--batch-size=8", "--epochs=3"]
+    trainer = docker_client.containers.run(
         train_image,
         [
             "train",
@@ -153,28 +154,77 @@ def test_a_model_dir_written_by_the_training_image_serves_pytorch_probabilities(
             "--checkpoint-dir=/out/ck",
             "--output-dir=/out/o",
         ],
+        detach=True,
         name=f"kennel-serve-test-train-{uuid.uuid4().hex[:8]}",
         volumes={
-            str(tmp_path / "data"): {"bind": "/data", "mode": "ro"},
-            str(tmp_path): {"bind": "/out", "mode": "rw"},
+            str(root / "data"): {"bind": "/data", "mode": "ro"},
+            str(root): {"bind": "/out", "mode": "rw"},
         },
     )
-    assert trainer.wait(timeout=300)["StatusCode"] == 0, trainer.logs().decode()[-3000:]
-    model_dir = tmp_path / "model"
+    try:
+        code = trainer.wait(timeout=300)["StatusCode"]
+        logs = trainer.logs().decode()
+    finally:
+        trainer.remove(force=True)
+    assert code == 0, logs[-3000:]
+    manifest = json.loads((root / "model" / "manifest.json").read_text())
+    assert manifest["models"].get("int8") == "model.int8.onnx", logs[-3000:]
+    return root / "model", root / "data"
+
+
+def classify(base: str, data: bytes) -> tuple[list[dict], str]:
+    headers = {"Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": "top_k=4"}
+    response = httpx.post(f"{base}/invocations", content=data, headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    (predictions,) = response.json()["predictions"]
+    return predictions, response.headers["x-kennel-precision"]
+
+
+def test_a_model_dir_written_by_the_training_image_serves_pytorch_probabilities(
+    trained, serve_image, run_container, images
+):
+    from kennel_train.model import build_model
+
+    model_dir, _ = trained
     manifest = json.loads((model_dir / "manifest.json").read_text())
     architecture = manifest["architecture"]
     model = build_model(architecture["backbone"], architecture["num_classes"], architecture["head"])
     model.load_state_dict(torch.load(model_dir / "model.pth", map_location="cpu"))
 
-    base = ready(start(run_container, serve_image, model_dir))
+    # PyTorch's probabilities within 1e-4 are the fp32 model's promise; INT8's is the guard's.
+    base = ready(start(run_container, serve_image, model_dir, KENNEL_PRECISION="fp32"))
     for name, data in images.items():
-        headers = {"Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": "top_k=3"}
-        response = httpx.post(f"{base}/invocations", content=data, headers=headers, timeout=30)
-        (predictions,) = response.json()["predictions"]
+        predictions, precision = classify(base, data)
+        assert precision == "fp32"
         assert [p["label"] for p in predictions] == [manifest["labels"][p["index"]] for p in predictions]
         served = np.array([p["probability"] for p in sorted(predictions, key=lambda p: p["index"])])
         expected = torch_probabilities(model, manifest["preprocessing"], data)
         np.testing.assert_allclose(served, expected, atol=1e-4, err_msg=name)
+
+
+def test_int8_is_served_by_default_fp32_when_asked_and_both_agree_on_the_test_images(
+    trained, serve_image, run_container
+):
+    model_dir, data = trained
+    quantization = json.loads((model_dir / "manifest.json").read_text())["quantization"]
+    int8 = start(run_container, serve_image, model_dir)
+    fp32 = start(run_container, serve_image, model_dir, KENNEL_PRECISION="fp32")
+    bases = {"int8": ready(int8), "fp32": ready(fp32)}
+    test_images = sorted((data / "test").rglob("*.jpg"))
+    assert len(test_images) == 16
+    top1 = {}
+    for expected, base in bases.items():
+        answers = [classify(base, path.read_bytes()) for path in test_images]
+        assert {precision for _, precision in answers} == {expected}
+        top1[expected] = [predictions[0]["label"] for predictions, _ in answers]
+    assert top1["int8"] == top1["fp32"]
+    assert sum(label == path.parent.name for label, path in zip(top1["int8"], test_images, strict=True)) >= 12
+    # The choice and the guard's figures are in the start-up log.
+    (line,) = [json.loads(text) for text in int8.logs().decode().splitlines() if '"model ready"' in text]
+    assert line["precision"] == "int8" and line["requested_precision"] == "auto"
+    assert line["quantization"] == quantization and line["quantization"]["passed"] is True
+    (line,) = [json.loads(text) for text in fp32.logs().decode().splitlines() if '"model ready"' in text]
+    assert line["precision"] == "fp32" and line["requested_precision"] == "fp32"
 
 
 def test_errors_over_real_http(parity_container, images):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from kennel_train.synthetic import write_dataset
+from PIL import Image
 
 from tests.train.test_artifacts import assert_model_dir
 
@@ -56,12 +57,25 @@ def finish(container, timeout: int = 400) -> tuple[int, str]:
     return code, container.logs().decode(errors="replace")
 
 
-def test_sagemaker_job_writes_a_complete_model_dir(train_image, run_container, dataset, tmp_path):
-    volumes = opt_ml(tmp_path, dataset, sdk_encoded({**TINY, "epochs": 3, "seed": 1}))
-    container = run_container(train_image, ["train"], volumes=volumes)
-    code, logs = finish(container)
+@pytest.fixture(scope="module")
+def sagemaker_job(train_image, docker_client, dataset, tmp_path_factory) -> tuple[Path, str]:
+    """One SageMaker-style job, shared by the tests that read its /opt/ml tree: (the tree, the log)."""
+    root = tmp_path_factory.mktemp("opt_ml")
+    volumes = opt_ml(root, dataset, sdk_encoded({**TINY, "epochs": 3, "seed": 1}))
+    container = docker_client.containers.run(
+        train_image, ["train"], volumes=volumes, detach=True, name=f"kennel-train-test-{uuid.uuid4().hex[:8]}"
+    )
+    try:
+        code, logs = finish(container)
+    finally:
+        container.remove(force=True)
     assert code == 0, logs[-3000:]
-    manifest = assert_model_dir(tmp_path / "model", CLASSES)
+    return root, logs
+
+
+def test_sagemaker_job_writes_a_complete_model_dir(sagemaker_job, dataset):
+    tmp_path, logs = sagemaker_job
+    manifest = assert_model_dir(tmp_path / "model", CLASSES, int8=True)
     assert manifest["labels"] == sorted(p.name for p in (dataset / "train").iterdir())
     assert manifest["metrics"]["epochs"] == 3
     # Chance is 1/5; a model that learned nothing stays near it.
@@ -71,6 +85,42 @@ def test_sagemaker_job_writes_a_complete_model_dir(train_image, run_container, d
     assert re.search(r"^test:loss=[0-9.]+ test:accuracy=[0-9.]+$", logs, re.M)
     assert not (tmp_path / "output" / "failure").exists()
     assert (tmp_path / "checkpoints" / "checkpoint.pt").is_file()
+    # The INT8 model passed the guard on the validation split, and the manifest says by how much.
+    quantization = manifest["quantization"]
+    assert quantization["calibration_images"] == 64 and quantization["calibration_seed"] == 1
+    assert quantization["validation_images"] == CLASSES * 8
+    assert quantization["passed"] and quantization["agreement"] >= 0.99
+    assert quantization["fp32_accuracy"] == pytest.approx(manifest["metrics"]["val_accuracy"])
+    assert quantization["fp32_accuracy"] - quantization["int8_accuracy"] <= 0.01
+    assert "INT8 model written: top-1 agreement with fp32" in logs
+
+
+def test_a_broken_calibration_fails_the_guard_and_the_job_succeeds_with_fp32(
+    sagemaker_job, train_image, run_container, dataset, tmp_path
+):
+    """The finished job rerun (it resumes after its last epoch, so the same model is exported again) with a
+    training split whose images are all one flat grey: calibrated on one of them, INT8 disagrees with fp32."""
+    job_root, _ = sagemaker_job
+    flat = tmp_path / "flat"
+    for name in sorted(p.name for p in (dataset / "train").iterdir()):
+        (flat / name).mkdir(parents=True)
+        Image.new("RGB", (48, 48), (128, 128, 128)).save(flat / name / "grey.jpg")
+    volumes = opt_ml(tmp_path / "opt_ml", dataset, sdk_encoded({**TINY, "epochs": 3, "seed": 1}))
+    volumes[str(job_root / "checkpoints")] = {"bind": "/opt/ml/checkpoints", "mode": "ro"}
+    volumes[str(flat)] = {"bind": "/opt/ml/input/data/train", "mode": "ro"}
+    command = ["train", "--calibration-images=1"]
+    code, logs = finish(run_container(train_image, command, volumes=volumes))
+    assert code == 0, logs[-3000:]
+    assert "at epoch 4/3" in logs and not EPOCH_LINE.search(logs), "the rerun must not train again"
+    model_dir = tmp_path / "opt_ml" / "model"
+    assert_model_dir(model_dir, CLASSES, int8=False)
+    assert not (model_dir / "model.int8.onnx").exists()
+    reason = re.search(
+        r"INT8 model not written, serving will use fp32: the accuracy guard failed: (.*)", logs
+    )
+    assert reason, logs[-3000:]
+    assert "top-1 agreement with fp32" in reason.group(1) and "on 40 validation images" in reason.group(1)
+    assert not (tmp_path / "opt_ml" / "output" / "failure").exists()
 
 
 def test_flags_only_run_like_ec2(train_image, run_container, dataset, tmp_path):

@@ -31,6 +31,7 @@ from kennel_serve.settings import MIB, Settings
 
 log = logging.getLogger("kennel_serve")
 ROUTES = ("/ping", "/invocations", "/execution-parameters", "/metrics")
+PRECISION_HEADER = "X-Kennel-Precision"  # int8 or fp32: which model answered (absent for custom models)
 
 
 @dataclass
@@ -47,7 +48,9 @@ def load_runtime(settings: Settings, metrics: ServingMetrics) -> Runtime:
     if handler_path(settings).is_file():
         return CustomHandlerRuntime(settings)
     return ClassifierRuntime(
-        ImageClassifier(settings.model_dir, settings.threads_per_worker), settings, metrics
+        ImageClassifier(settings.model_dir, settings.threads_per_worker, settings.precision),
+        settings,
+        metrics,
     )
 
 
@@ -87,8 +90,17 @@ async def _load(state: ModelState, settings: Settings, metrics: ServingMetrics) 
     runtime.start()
     metrics.model_load_seconds.set(runtime.load_seconds)
     state.runtime, state.status, state.reason = runtime, "ready", ""
+    classifier = runtime.classifier
     log.info(
-        "model ready", extra={"load_seconds": round(runtime.load_seconds, 3), "kind": type(runtime).__name__}
+        "model ready",
+        extra={
+            "load_seconds": round(runtime.load_seconds, 3),
+            "kind": type(runtime).__name__,
+            # Which model answers, and the accuracy guard's figures for the INT8 one.
+            "precision": classifier.precision if classifier else None,
+            "requested_precision": settings.precision,
+            "quantization": classifier.manifest.quantization if classifier else None,
+        },
     )
 
 
@@ -308,7 +320,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise InferenceError(
                 500, "internal_error", "the model failed on this request; see the log"
             ) from None
-        return Response(content, media_type=content_type)
+        headers = {PRECISION_HEADER: state.runtime.classifier.precision} if state.runtime.classifier else None
+        return Response(content, media_type=content_type, headers=headers)
 
     @app.get("/execution-parameters")
     async def execution_parameters() -> JSONResponse:

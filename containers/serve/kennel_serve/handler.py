@@ -75,7 +75,9 @@ class CustomHandlerRuntime:
         model_fn = getattr(module, "model_fn", None)
         try:
             if model_fn is None:
-                self.model = ImageClassifier(settings.model_dir, settings.threads_per_worker)
+                self.model = ImageClassifier(
+                    settings.model_dir, settings.threads_per_worker, settings.precision
+                )
             else:
                 self.model = _call(model_fn, str(settings.model_dir), context=context)
         except ModelLoadError:
@@ -84,6 +86,7 @@ class CustomHandlerRuntime:
             log.exception("model_fn failed")
             raise ModelLoadError(f"model_fn in {handler_path(settings)} failed: {err!r}") from None
         self.load_seconds = time.monotonic() - started
+        self.classifier = self.model if isinstance(self.model, ImageClassifier) else None
 
     @staticmethod
     def _import(path: Path) -> object:

@@ -67,11 +67,23 @@ def _center_crop(image: Image.Image, crop: int) -> Image.Image:
 
 @dataclass(frozen=True)
 class ModelManifest:
-    model_file: str
+    models: dict[str, str]  # precision -> file in the model directory
     input_name: str
     output_kind: str
     labels: tuple[str, ...]
     preprocessing: Preprocessing
+    quantization: dict | None  # how the int8 model was made and the accuracy guard's figures
+
+    def choose(self, precision: str) -> str:
+        """The precision to serve: `auto` takes int8 when the manifest has it, else fp32."""
+        if precision == "auto":
+            return "int8" if "int8" in self.models else "fp32"
+        if precision not in self.models:
+            raise ModelLoadError(
+                f"KENNEL_PRECISION={precision}, but the manifest has no {precision} model "
+                f"(it has {', '.join(sorted(self.models))})"
+            )
+        return precision
 
     @classmethod
     def read(cls, model_dir: Path) -> "ModelManifest":
@@ -92,8 +104,11 @@ class ModelManifest:
                 )
             pre = data["preprocessing"]
             resize = pre["resize"]
+            models = {str(key): str(value) for key, value in data["models"].items()}
+            if "fp32" not in models:
+                raise KeyError("models.fp32")
             return cls(
-                model_file=data["models"]["fp32"],
+                models=models,
                 input_name=data["input"]["name"],
                 output_kind=data["output"]["kind"],
                 labels=tuple(data["labels"]),
@@ -106,6 +121,7 @@ class ModelManifest:
                     mean=tuple(float(v) for v in pre["mean"]),
                     std=tuple(float(v) for v in pre["std"]),
                 ),
+                quantization=data.get("quantization"),
             )
         except (KeyError, TypeError, IndexError, ValueError) as err:
             raise ModelLoadError(f"{path} is missing or has a malformed field: {err!r}") from None
@@ -118,12 +134,15 @@ def _choice(value: str, allowed: dict, field: str) -> str:
 
 
 class ImageClassifier:
-    """An ONNX classifier and its manifest: preprocessed images in, class probabilities out."""
+    """An ONNX classifier and its manifest: preprocessed images in, class probabilities out. `precision`
+    picks the manifest's model: `auto` (int8 when there is one), `int8` or `fp32`."""
 
-    def __init__(self, model_dir: Path, threads: int) -> None:
+    def __init__(self, model_dir: Path, threads: int, precision: str = "auto") -> None:
         started = time.monotonic()
         self.model_dir = model_dir
         self.manifest = ModelManifest.read(model_dir)
+        self.precision = self.manifest.choose(precision)
+        model_file = self.manifest.models[self.precision]
         options = ort.SessionOptions()
         # One batch runs at a time (the micro-batcher's thread), so all threads go to intra-op parallelism;
         # no spinning, so idle ONNX Runtime threads leave the CPUs to the image decoders.
@@ -131,11 +150,9 @@ class ImageClassifier:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        path = model_dir / self.manifest.model_file
+        path = model_dir / model_file
         if not path.is_file():
-            raise ModelLoadError(
-                f"the manifest names {self.manifest.model_file}, which is not in {model_dir}"
-            )
+            raise ModelLoadError(f"the manifest names {model_file}, which is not in {model_dir}")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # ONNX Runtime raises its own untyped errors for corrupt or invalid models

@@ -35,6 +35,7 @@ class Invocation:
 
 class Runtime(Protocol):
     load_seconds: float
+    classifier: ImageClassifier | None  # the Kennel model, when this runtime serves one
 
     def start(self) -> None: ...
 

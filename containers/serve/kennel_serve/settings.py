@@ -35,7 +35,12 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "KENNEL_TOP_K": ("5", "predictions per image unless the request asks (top_k=N custom attribute)"),
     "KENNEL_MAX_IMAGE_PIXELS": ("40000000", "images with more pixels are refused before decoding"),
     "KENNEL_CPUS": ("", "CPUs to size threads for; unset: what the container may use"),
+    "KENNEL_PRECISION": (
+        "auto",
+        "model to serve: auto (int8 when the manifest has one, else fp32), int8, or fp32",
+    ),
 }
+PRECISIONS = ("auto", "int8", "fp32")
 
 
 class SettingsError(ValueError):
@@ -77,6 +82,7 @@ class Settings:
     top_k: int
     max_image_pixels: int
     cpus: int
+    precision: str
 
     @property
     def threads_per_worker(self) -> int:
@@ -101,6 +107,9 @@ class Settings:
             return value
 
         cpus = number("KENNEL_CPUS", minimum=1) if raw("KENNEL_CPUS") else available_cpus()
+        precision = raw("KENNEL_PRECISION").lower()
+        if precision not in PRECISIONS:
+            raise SettingsError(f"KENNEL_PRECISION={precision!r} is not one of {', '.join(PRECISIONS)}")
         batch_mode = raw("SAGEMAKER_BATCH").lower() == "true"
         # Batch transform waits up to InvocationsTimeoutInSeconds (default 600 s), not real-time's 60 s.
         timeout_s = (
@@ -125,6 +134,7 @@ class Settings:
             "top_k": number("KENNEL_TOP_K", minimum=1),
             "max_image_pixels": number("KENNEL_MAX_IMAGE_PIXELS", minimum=1),
             "cpus": cpus,
+            "precision": precision,
         }
         return cls(**{**values, **overrides})
 

@@ -1,0 +1,84 @@
+"""KENNEL_PRECISION: the INT8 model is served when the manifest has one, fp32 when asked, and the response
+says which in X-Kennel-Precision. The INT8 model is made here by the training package's quantizer."""
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+from kennel_serve.model import ImageClassifier, ModelLoadError
+from kennel_serve.settings import Settings, SettingsError
+from kennel_train.quantize import quantize_model_dir, sample_images
+from kennel_train.synthetic import write_dataset
+
+from tests.serve.conftest import TINY_LABELS, serving
+
+
+@pytest.fixture(scope="module")
+def int8_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model with an unguarded INT8 model beside it (its weights are random: no guard to pass)."""
+    model_dir = Path(shutil.copytree(tiny_model_dir, tmp_path_factory.mktemp("int8") / "model"))
+    pictures = tmp_path_factory.mktemp("calibration")
+    write_dataset(pictures, classes=3, per_class=5, size=40, seed=2)
+    for folder, label in zip(sorted((pictures / "valid").iterdir()), TINY_LABELS, strict=True):
+        folder.rename(folder.with_name(label))
+    result = quantize_model_dir(
+        model_dir, sample_images(pictures, 8, seed=0), pictures / "valid", guard=False
+    )
+    assert result["written"]
+    return model_dir
+
+
+@pytest.mark.parametrize(("asked", "served"), [("auto", "int8"), ("int8", "int8"), ("fp32", "fp32")])
+def test_the_chosen_model_answers_and_the_header_says_which(int8_model_dir, images, caplog, asked, served):
+    caplog.set_level(logging.INFO, logger="kennel_serve")
+    with serving(int8_model_dir, precision=asked) as client:
+        response = client.post(
+            "/invocations", content=images["square.jpg"], headers={"Content-Type": "image/jpeg"}
+        )
+    assert response.status_code == 200, response.text
+    assert response.headers["x-kennel-precision"] == served
+    (ready,) = [record for record in caplog.records if record.getMessage() == "model ready"]
+    assert (ready.precision, ready.requested_precision) == (served, asked)
+    manifest = json.loads((int8_model_dir / "manifest.json").read_text())
+    assert ready.quantization == manifest["quantization"] and "agreement" in ready.quantization
+
+
+def test_auto_serves_fp32_when_the_manifest_has_no_int8_model(tiny_model_dir, images):
+    with serving(tiny_model_dir) as client:
+        response = client.post(
+            "/invocations", content=images["gray.jpg"], headers={"Content-Type": "image/jpeg"}
+        )
+    assert response.headers["x-kennel-precision"] == "fp32"
+
+
+def test_int8_asked_of_a_model_without_one_fails_the_load_with_the_reason(tiny_model_dir):
+    with pytest.raises(ModelLoadError, match="KENNEL_PRECISION=int8, but the manifest has no int8 model"):
+        ImageClassifier(tiny_model_dir, threads=1, precision="int8")
+    with serving(tiny_model_dir, precision="int8") as client:
+        ping = client.get("/ping")
+    assert ping.status_code == 503 and "no int8 model" in ping.json()["reason"]
+
+
+def test_int8_is_really_the_quantized_model(int8_model_dir, images):
+    """Its probabilities differ a little from fp32's (quantization rounds), so another file answered."""
+    answers = {}
+    for precision in ("fp32", "int8"):
+        with serving(int8_model_dir, precision=precision) as client:
+            headers = {"Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": "top_k=3"}
+            (predictions,) = client.post(
+                "/invocations", content=images["landscape.jpg"], headers=headers
+            ).json()["predictions"]
+        answers[precision] = sorted((p["index"], p["probability"]) for p in predictions)
+    assert answers["fp32"] != answers["int8"]
+    assert [p for p, _ in answers["fp32"]] == [p for p, _ in answers["int8"]]
+    for (_, fp32), (_, int8) in zip(answers["fp32"], answers["int8"], strict=True):
+        assert int8 == pytest.approx(fp32, abs=0.05)
+
+
+def test_precision_setting():
+    assert Settings.from_env({}).precision == "auto"
+    assert Settings.from_env({"KENNEL_PRECISION": "FP32"}).precision == "fp32"
+    with pytest.raises(SettingsError, match="KENNEL_PRECISION='fp16' is not one of auto, int8, fp32"):
+        Settings.from_env({"KENNEL_PRECISION": "fp16"})
