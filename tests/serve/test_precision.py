@@ -82,3 +82,11 @@ def test_precision_setting():
     assert Settings.from_env({"KENNEL_PRECISION": "FP32"}).precision == "fp32"
     with pytest.raises(SettingsError, match="KENNEL_PRECISION='fp16' is not one of auto, int8, fp32"):
         Settings.from_env({"KENNEL_PRECISION": "fp16"})
+
+
+def test_serve_help_lists_the_precision_setting(capsys):
+    from kennel_serve.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "KENNEL_PRECISION (default auto)" in capsys.readouterr().out

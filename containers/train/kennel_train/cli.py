@@ -21,7 +21,8 @@ from kennel_train.sagemaker import load_config
 EPILOG = """\
 precedence: flags > hyperparameters.json (JSON-encoded or raw strings) > /opt/ml and SM_* > defaults.
 data: DATA holds train/ valid/ test/, or separate `train`, `validation`, `test` channels are used.
-output: the model directory in MODEL_DIR (model.onnx, manifest.json, model.pth, metric_definitions.json);
+output: the model directory in MODEL_DIR (model.onnx, manifest.json, model.pth, metric_definitions.json,
+and with --quantize model.int8.onnx if it passes the accuracy guard; docs/model-format.md);
 on failure the reason in OUTPUT_DIR/failure and a non-zero exit.
 """
 
