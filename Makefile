@@ -1,19 +1,27 @@
 # Kennel: two commands on a fresh machine.
 #   make up      set the machine up, build both images, run the local stack (docker compose)
 #   make test    set the machine up, build both images, lint, run every test layer
+#   make bench   benchmarks against TorchServe and the in-process ceiling; writes docs/benchmarks.md (~20 min)
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 VENV := .venv
 PY := $(VENV)/bin/python
 COMPOSE := docker compose
 
-.PHONY: up test setup build lint format down clean
+.PHONY: up test bench setup build lint format down clean
 
 up: build
 	$(COMPOSE) up
 
 test: build lint
 	$(PY) -m pytest
+
+# Not part of `make test`: it takes about 20 minutes and wants a quiet machine.
+bench: build
+	$(PY) -m pip install -q -r bench/requirements.txt
+	$(PY) bench/serve.py --out bench/results/serving.json
+	$(PY) bench/train_throughput.py --out bench/results/training.json
+	$(PY) bench/report.py
 
 # scripts/setup.sh is idempotent and fast when everything is in place; each target that needs the
 # machine calls it, so no target depends on an earlier one having been run by hand.

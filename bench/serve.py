@@ -1,39 +1,60 @@
-"""Serving benchmark: the serving image against the in-process ONNX Runtime ceiling, on this machine.
+"""Serving benchmark: Kennel's serving image, TorchServe 0.12 (defaults and tuned) and the in-process ONNX
+Runtime ceilings, side by side on this machine, in one run; writes raw results as JSON.
 
-    PYTHONPATH=containers/serve:containers/train .venv/bin/python bench/serve.py     # resnet50, 20 s each
-    PYTHONPATH=containers/serve:containers/train .venv/bin/python bench/serve.py --arch resnet18 --seconds 10
+    make bench                                                                  # everything, then the report
+    .venv/bin/python bench/serve.py --out bench/results/serving.json            # what make bench runs
+    .venv/bin/python bench/serve.py --seconds 3 --reps 1 --out /tmp/serving.json   # a quick look
 
-Needs the built image (`make build`) and ApacheBench (`ab`, Debian's apache2-utils). The model is a
-torchvision backbone with random weights and 5 classes, exported and described by the training image's own
-export code, so the served artifact is the one training writes. Results replace the "Serving" section of
-docs/benchmarks.md. ab runs on the same cores as the server; its CPU use is reported, not subtracted.
+Needs the built serving image (`make build`), ApacheBench (`ab`), Java 17 and bench/requirements.txt in
+.venv. The model is torchvision's ResNet-50 with random weights (seed 0) and 133 classes, written by the
+training image's own export code; TorchServe serves a TorchScript trace of the same weights. Every server
+gets the same two cores: Kennel's container with `--cpus=2` on the host network, TorchServe on the host
+under `taskset -c 0-1`; both answer on 127.0.0.1 only, and ab runs on the same cores. Each repetition starts
+every server afresh (that start is the cold-start figure), warms it up, then measures concurrency 1, 4 and
+16; the repetitions interleave the servers (A B C A B C ...) and the in-process ceilings.
 """
 
 import argparse
 import io
 import json
+import math
 import os
+import platform
 import random
 import re
 import resource
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from importlib import import_module, metadata
 from pathlib import Path
-
-import docker
-import httpx
-import numpy as np
-import torch
-import torchvision
-from kennel_serve.model import ImageClassifier
-from kennel_train.export import build_manifest, export_onnx
-from kennel_train.synthetic import draw_image
-from PIL import Image
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "containers" / "serve"), str(ROOT / "containers" / "train")]
+
+import docker  # noqa: E402
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import torch  # noqa: E402
+import torchserve_host as torchserve  # noqa: E402
+import torchvision  # noqa: E402
+from kennel_serve.model import ModelManifest  # noqa: E402
+from kennel_train.export import build_manifest, write_model_dir  # noqa: E402
+from kennel_train.synthetic import draw_image  # noqa: E402
+from PIL import Image  # noqa: E402
+from torchvision import transforms  # noqa: E402
+
+CLASSES = 133
+CONCURRENCY = (1, 4, 16)
+CPUS = 2
 PREPROCESSING = {
     "resize": 256,
     "crop": 224,
@@ -41,55 +62,225 @@ PREPROCESSING = {
     "mean": [0.485, 0.456, 0.406],
     "std": [0.229, 0.224, 0.225],
 }
-CONCURRENCY = (1, 4, 16)
+# Chosen from a short sweep on this machine (1 or 2 workers, batch 4 to 16, delay 5 to 50 ms): one worker
+# with both cores batching up to 8 requests held at most 20 ms.
+TORCHSERVE_TUNED = torchserve.Tuning(workers=1, batch_size=8, max_batch_delay_ms=20, omp_threads=CPUS)
+CEILING_BATCHES = (1, 8)
 
 
-def make_model_dir(path: Path, arch: str) -> Path:
+@dataclass(frozen=True)
+class Server:
+    name: str
+    kind: str  # "kennel" or "torchserve"
+    environment: dict[str, str] = field(default_factory=dict)
+    tuning: torchserve.Tuning | None = None
+
+
+@dataclass
+class Running:
+    predict_url: str
+    ping_url: str
+    stop: Callable[[], None]
+    memory_bytes: Callable[[], int]
+
+
+def configurations(int8: bool) -> list[Server]:
+    servers = [Server("Kennel fp32", "kennel", {"KENNEL_PRECISION": "fp32"})]
+    if int8:
+        servers.append(Server("Kennel INT8", "kennel"))
+    return [
+        *servers,
+        Server("TorchServe default", "torchserve", tuning=torchserve.Tuning()),
+        Server("TorchServe tuned", "torchserve", tuning=TORCHSERVE_TUNED),
+    ]
+
+
+def make_jpegs(count: int) -> list[bytes]:
+    """Photo stand-ins of the dog-breed set's typical size: 500x375, about 100 kB each, deterministic."""
+    jpegs = []
+    for seed in range(count):
+        image = draw_image(seed % 5, 5, 500, random.Random(seed)).crop((0, 0, 500, 375))
+        noise = np.random.default_rng(seed).integers(-40, 40, (375, 500, 3))
+        image = Image.fromarray(np.clip(np.asarray(image, dtype=np.int16) + noise, 0, 255).astype(np.uint8))
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=90)
+        jpegs.append(buffer.getvalue())
+    return jpegs
+
+
+def make_model(work: Path, jpegs: list[Path]) -> tuple[torch.nn.Module, Path, dict | None]:
+    """ResNet-50 (133 classes, seed 0) as a model directory, and its INT8 model when the training image can
+    quantize (guard off: random weights make the guard's agreement figure meaningless)."""
     torch.manual_seed(0)
-    model = getattr(torchvision.models, arch)(num_classes=5).eval()
-    export_onnx(model, path / "model.onnx", 224)
-    manifest = build_manifest([f"class_{i}" for i in range(5)], PREPROCESSING, {"backbone": arch}, {}, {})
-    (path / "manifest.json").write_text(json.dumps(manifest))
-    return path
+    model = torchvision.models.resnet50(num_classes=CLASSES).eval()
+    labels = [f"class_{i:03d}" for i in range(CLASSES)]
+    manifest = build_manifest(labels, PREPROCESSING, {"backbone": "resnet50"}, {}, {"data": "random weights"})
+    parity = torch.stack([torch_transform()(Image.open(path).convert("RGB")) for path in jpegs[:4]])
+    model_dir = work / "model"
+    write_model_dir(model_dir, model, manifest, parity)
+    try:
+        quantize = import_module("kennel_train.quantize")
+    except ImportError:
+        return model, model_dir, None
+    return model, model_dir, quantize.quantize_model_dir(model_dir, jpegs, None, guard=False)
 
 
-def make_jpeg() -> bytes:
-    """An ImageNet-sized photo stand-in: 500x375, about 100 kB."""
-    image = draw_image(2, 5, 500, random.Random(0)).crop((0, 0, 500, 375))
-    noise = np.random.default_rng(0).integers(-40, 40, (375, 500, 3))
-    image = Image.fromarray(np.clip(np.asarray(image, dtype=np.int16) + noise, 0, 255).astype(np.uint8))
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
+def torch_transform() -> transforms.Compose:
+    return transforms.Compose(
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(PREPROCESSING["mean"], PREPROCESSING["std"]),
+        ]
+    )
 
 
-def ceiling(
-    model_dir: Path, jpeg: bytes, threads: int, seconds: float, batches: tuple[int, ...] = (1, 4, 8, 16)
-) -> dict[int, float]:
-    """Images per second in one process: decode, preprocess, one ONNX Runtime call per batch, softmax."""
-    classifier = ImageClassifier(model_dir, threads)
+def session(path: Path) -> ort.InferenceSession:
+    """The serving image's ONNX Runtime settings: intra-op threads = cores, sequential, no spinning."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = CPUS
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def images_per_second(step: Callable[[], object], batch: int, seconds: float) -> float:
+    step()
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        step()
+        done += batch
+    return done / (time.perf_counter() - started)
+
+
+def pipeline(runner: ort.InferenceSession, manifest: ModelManifest, jpeg: bytes, batch: int) -> np.ndarray:
+    """Decode, preprocess, one ONNX Runtime call for the batch, softmax: the serving image's work per "
+    "batch."""
+    arrays = [manifest.preprocessing(Image.open(io.BytesIO(jpeg))) for _ in range(batch)]
+    (logits,) = runner.run(None, {manifest.input_name: np.stack(arrays)})
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def ceilings(model_dir: Path, jpeg: bytes, seconds: float) -> dict[str, float]:
+    """Images/s in one process, per model file and batch size: the model alone on a preprocessed batch, and
+    the whole pipeline."""
+    manifest = ModelManifest.read(model_dir)
     results = {}
-    for batch in batches:
-        done, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            arrays = [classifier.preprocess(Image.open(io.BytesIO(jpeg))) for _ in range(batch)]
-            classifier.predict(np.stack(arrays))
-            done += batch
-        results[batch] = done / (time.perf_counter() - started)
+    for precision, filename in json.loads((model_dir / "manifest.json").read_text())["models"].items():
+        runner = session(model_dir / filename)
+        for batch in CEILING_BATCHES:
+            ready = np.stack([manifest.preprocessing(Image.open(io.BytesIO(jpeg)))] * batch)
+            model_only = partial(runner.run, None, {manifest.input_name: ready})
+            results[f"{precision} model b{batch}"] = images_per_second(model_only, batch, seconds)
+            whole = partial(pipeline, runner, manifest, jpeg, batch)
+            results[f"{precision} pipeline b{batch}"] = images_per_second(whole, batch, seconds)
     return results
 
 
 def run_ab(url: str, body: Path, concurrency: int, seconds: float) -> dict[str, float]:
+    """ApacheBench, keep-alive, for `seconds`; its own CPU time comes from getrusage of children."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(
-        [
+    command = ["ab", "-q", "-k", "-t", str(seconds), "-n", "10000000", "-c", str(concurrency),
+               "-p", str(body), "-T", "image/jpeg", url]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    percent = {int(m[0]): float(m[1]) for m in re.findall(r"^\s+(\d+)%\s+(\d+)", out, re.M)}
+    non_2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
+    return {
+        "rps": float(re.search(r"Requests per second:\s+([\d.]+)", out).group(1)),
+        "requests": int(re.search(r"Complete requests:\s+(\d+)", out).group(1)),
+        "p50": percent.get(50, math.nan),  # ab prints no percentiles for fewer than two requests
+        "p99": percent.get(99, math.nan),
+        "failed": int(re.search(r"Failed requests:\s+(\d+)", out).group(1))
+        + int(non_2xx[1] if non_2xx else 0),
+        "ab_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+    }
+
+
+def start_kennel(client: docker.DockerClient, image: str, model_dir: Path, server: Server) -> Running:
+    port = torchserve.free_port()
+    container = client.containers.run(
+        image,
+        ["serve"],
+        detach=True,
+        name=f"kennel-serve-bench-{uuid.uuid4().hex[:8]}",
+        volumes={str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"}},
+        # The host network, like TorchServe on the host: no docker-proxy copying every body.
+        network_mode="host",
+        environment={"SAGEMAKER_BIND_TO_PORT": str(port), **server.environment},
+        nano_cpus=CPUS * 10**9,
+    )
+
+    def memory_bytes() -> int:
+        stats = container.stats(stream=False)["memory_stats"]
+        return stats.get("stats", {}).get("rss", stats.get("usage", 0))  # cgroup v1: anonymous memory
+
+    base = f"http://127.0.0.1:{port}"
+    return Running(f"{base}/invocations", f"{base}/ping", lambda: container.remove(force=True), memory_bytes)
+
+
+def start_torchserve(mar: Path, server: Server, home: Path) -> Running:
+    running = torchserve.start(mar, server.tuning, f"0-{CPUS - 1}", home)
+    return Running(running.predict_url, f"{running.url}/ping", running.stop, running.rss_bytes)
+
+
+def wait_ready(running: Running, jpeg: bytes, started: float, timeout_s: float = 180) -> dict[str, Any]:
+    """Seconds from start to the first 200 on /ping and to the first 200 prediction."""
+    ping = None
+    while time.perf_counter() - started < timeout_s:
+        try:
+            if ping is None and httpx.get(running.ping_url, timeout=2).status_code == 200:
+                ping = time.perf_counter() - started
+            if ping is not None:
+                response = httpx.post(
+                    running.predict_url, content=jpeg, headers={"Content-Type": "image/jpeg"}, timeout=60
+                )
+                if response.status_code == 200:
+                    return {
+                        "ping_s": ping,
+                        "first_prediction_s": time.perf_counter() - started,
+                        "precision": response.headers.get("X-Kennel-Precision"),
+                    }
+        except httpx.TransportError:
+            pass
+        time.sleep(0.02)
+    raise TimeoutError(f"{running.predict_url} gave no prediction within {timeout_s} s")
+
+
+def top1(running: Running, jpegs: list[bytes]) -> list[int]:
+    """Each image's most likely class index as the server answers it."""
+    indices = []
+    for jpeg in jpegs:
+        answer = httpx.post(
+            running.predict_url, content=jpeg, headers={"Content-Type": "image/jpeg"}, timeout=60
+        )
+        answer.raise_for_status()
+        body = answer.json()
+        first = body["predictions"][0][0]["index"] if "predictions" in body else next(iter(body))
+        indices.append(int(first.removeprefix("class_")) if isinstance(first, str) else first)
+    return indices
+
+
+def reference_top1(model_dir: Path, jpegs: list[bytes]) -> list[int]:
+    manifest = ModelManifest.read(model_dir)
+    batch = np.stack([manifest.preprocessing(Image.open(io.BytesIO(jpeg))) for jpeg in jpegs])
+    (logits,) = session(model_dir / "model.onnx").run(None, {manifest.input_name: batch})
+    return [int(i) for i in logits.argmax(axis=1)]
+
+
+def warm_up(url: str, body: Path, requests: int = 24) -> None:
+    """A fixed number of requests at concurrency 4 and 16, not recorded: TorchScript's profiling executor
+    optimises a model on its first calls for each batch shape, and every server gets the same count."""
+    for concurrency in (4, 16):
+        command = [
             "ab",
             "-q",
             "-k",
-            "-t",
-            str(seconds),
             "-n",
-            "10000000",
+            str(requests),
             "-c",
             str(concurrency),
             "-p",
@@ -97,163 +288,118 @@ def run_ab(url: str, body: Path, concurrency: int, seconds: float) -> dict[str, 
             "-T",
             "image/jpeg",
             url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    percent = {int(m[0]): float(m[1]) for m in re.findall(r"^\s+(\d+)%\s+(\d+)", out, re.M)}
-    return {
-        "rps": float(re.search(r"Requests per second:\s+([\d.]+)", out).group(1)),
-        "p50": percent[50],
-        "p99": percent[99],
-        "failed": int(re.search(r"Failed requests:\s+(\d+)", out).group(1))
-        + int((re.search(r"Non-2xx responses:\s+(\d+)", out) or [0, 0])[1]),
-        "ab_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+        ]
+        subprocess.run(command, capture_output=True, check=True, timeout=600)
+
+
+def measure(
+    running: Running, started: float, jpegs: list[bytes], body: Path, seconds: float
+) -> dict[str, Any]:
+    result = wait_ready(running, jpegs[0], started)
+    result["top1"] = top1(running, jpegs[:8])
+    warm_up(running.predict_url, body)
+    result["points"] = {}
+    for concurrency in CONCURRENCY:
+        result["points"][concurrency] = run_ab(running.predict_url, body, concurrency, seconds)
+        print(f"    c={concurrency}: {result['points'][concurrency]}", flush=True)
+    result["memory_bytes"] = running.memory_bytes()
+    return result
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def footprints(client: docker.DockerClient, image: str) -> dict[str, int]:
+    """Bytes on disk: Kennel's image, and TorchServe as installed here, by part."""
+    site = Path(torch.__file__).parent.parent
+    java_home = Path(os.path.realpath("/usr/bin/java")).parent.parent
+    parts = {
+        "kennel_image": client.images.get(image).attrs["Size"],
+        "torchserve_jre": folder_bytes(java_home),
     }
+    for name in ("ts", "model_archiver", "torch", "torchvision", "nvidia"):
+        if (site / name).is_dir():
+            parts[f"torchserve_{name}"] = folder_bytes(site / name)
+    return parts
 
 
-def start(client: docker.DockerClient, image: str, model_dir: Path, cpus: int):
-    return client.containers.run(
-        image,
-        ["serve"],
-        detach=True,
-        name=f"kennel-serve-bench-{uuid.uuid4().hex[:8]}",
-        volumes={str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"}},
-        ports={"8080/tcp": ("127.0.0.1", None)},
-        nano_cpus=cpus * 10**9,
-    )
-
-
-def port_of(container) -> int:
-    container.reload()
-    return int(container.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"])
-
-
-def cold_start(client, image: str, model_dir: Path, jpeg: bytes, cpus: int) -> tuple[float, float]:
-    """Seconds from `docker run` to the first 200 on /ping and on /invocations."""
-    started = time.perf_counter()
-    container = start(client, image, model_dir, cpus)
-    try:
-        base = f"http://127.0.0.1:{port_of(container)}"
-        ping = invocation = None
-        while invocation is None:
-            try:
-                if ping is None and httpx.get(f"{base}/ping", timeout=2).status_code == 200:
-                    ping = time.perf_counter() - started
-                if ping is not None:
-                    response = httpx.post(
-                        f"{base}/invocations",
-                        content=jpeg,
-                        headers={"Content-Type": "image/jpeg"},
-                        timeout=30,
-                    )
-                    if response.status_code == 200:
-                        invocation = time.perf_counter() - started
-            except httpx.TransportError:
-                pass
-            time.sleep(0.01)
-        return ping, invocation
-    finally:
-        container.remove(force=True)
-
-
-def write_section(text: str) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = re.compile(r"^## Serving\n.*?(?=^## |\Z)", re.M | re.S)
-    current = section.sub("", current).rstrip("\n") + "\n\n"
-    path.write_text(current + text)
+def machine() -> dict[str, Any]:
+    cpu = re.search(r"Model name:\s+(.+)", subprocess.run(["lscpu"], capture_output=True, text=True).stdout)
+    memory = re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0]
+    return {
+        "cpu": cpu.group(1) if cpu else platform.processor(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(int(memory.group(1)) / 2**20, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "docker_server": docker.from_env().version()["Version"],
+        "java": java,
+        "versions": {
+            name: metadata.version(name)
+            for name in ("onnxruntime", "torch", "torchvision", "torchserve", "torch-model-archiver")
+        },
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", default="resnet50")
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--cpus", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=12.0, help="per concurrency point")
+    parser.add_argument("--ceiling-seconds", type=float, default=4.0, help="per ceiling measurement")
+    parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--image", default="kennel-serve:local")
-    parser.add_argument("--cold-runs", type=int, default=3)
+    parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
     client = docker.from_env()
-    load_before = os.getloadavg()[0]
-    jpeg = make_jpeg()
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = make_model_dir(Path(tmp), args.arch)
-        body = Path(tmp) / "image.jpg"
-        body.write_bytes(jpeg)
-        best = ceiling(model_dir, jpeg, args.cpus, args.seconds / 2)
-        print("in-process ceiling (img/s by batch):", {k: round(v, 1) for k, v in best.items()}, flush=True)
-        container = start(client, args.image, model_dir, args.cpus)
-        try:
-            url = f"http://127.0.0.1:{port_of(container)}/invocations"
-            while True:
+    results: dict[str, Any] = {"seconds": args.seconds, "machine": machine(), "load_start": os.getloadavg()}
+    with tempfile.TemporaryDirectory(prefix="kennel-bench-") as tmp:
+        work = Path(tmp)
+        jpegs = make_jpegs(16)
+        paths = [work / f"image-{i:02d}.jpg" for i in range(len(jpegs))]
+        for path, jpeg in zip(paths, jpegs, strict=True):
+            path.write_bytes(jpeg)
+        model, model_dir, quantization = make_model(work, paths)
+        results["quantization"] = quantization
+        results["jpeg_bytes"] = [len(jpeg) for jpeg in jpegs]
+        results["reference_top1"] = reference_top1(model_dir, jpegs[:8])
+        servers = configurations(quantization is not None and quantization.get("written", False))
+        labels = [f"class_{i:03d}" for i in range(CLASSES)]
+        store = work / "model-store"
+        mars = {
+            server.name: torchserve.archive(model, labels, server.tuning, f"ts-{index}", store, work / "ts")
+            for index, server in enumerate(servers)
+            if server.kind == "torchserve"
+        }
+        results["servers"] = {
+            server.name: {"tuning": server.tuning.describe() if server.tuning else None, "runs": []}
+            for server in servers
+        }
+        results["ceilings"] = []
+        for rep in range(args.reps):
+            for server in servers:
+                print(f"rep {rep + 1}/{args.reps}: {server.name}", flush=True)
+                started = time.perf_counter()
+                if server.kind == "kennel":
+                    running = start_kennel(client, args.image, model_dir, server)
+                else:
+                    running = start_torchserve(mars[server.name], server, work / f"ts-{uuid.uuid4().hex[:8]}")
                 try:
-                    if httpx.get(url.replace("invocations", "ping"), timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.05)
-            run_ab(url, body, 4, 5)  # warm-up
-            served = {}
-            best_batch = max(best, key=best.get)
-            for c in CONCURRENCY:
-                served[c] = run_ab(url, body, c, args.seconds)
-                # The machine is shared: the ceiling is measured again right after each point, and the ratio
-                # uses that neighbour, so that load from elsewhere affects both sides alike.
-                container.pause()
-                served[c]["ceiling"] = ceiling(model_dir, jpeg, args.cpus, args.seconds / 2, (best_batch,))[
-                    best_batch
-                ]
-                container.unpause()
-                print(f"c={c}:", served[c], flush=True)
-        finally:
-            container.remove(force=True)
-        colds = [cold_start(client, args.image, model_dir, jpeg, args.cpus) for _ in range(args.cold_runs)]
-    image = client.images.get(args.image)
-    base_name = (ROOT / ".kennel" / "base-image").read_text().strip()
-    base = client.images.get(base_name)
-    ceiling_rps = max(best.values())
-    rows = "\n".join(
-        f"| {c} | {r['rps']:.1f} | {r['ceiling']:.1f} | {r['rps'] / r['ceiling']:.2f} | {r['p50']:.0f} "
-        f"| {r['p99']:.0f} | {r['failed']} | {r['ab_cpu_s']:.1f} |"
-        for c, r in served.items()
-    )
-    ping_s = statistics.median(p for p, _ in colds)
-    invoke_s = statistics.median(i for _, i in colds)
-    text = f"""## Serving
-
-`{
-        " ".join(
-            [
-                "PYTHONPATH=containers/serve:containers/train .venv/bin/python bench/serve.py",
-                f"--arch {args.arch} --seconds {args.seconds:g}",
-            ]
-        )
-    }` on this machine ({args.cpus} cores,
-container limited with `--cpus={args.cpus}`; ApacheBench on the same cores, keep-alive, one 500x375 JPEG of
-{len(jpeg) // 1000} kB). Model: torchvision {args.arch}, random weights, 5 classes, exported by the training
-image's export code; preprocessing resize 256, crop 224.
-
-In-process ceiling (same model, same preprocessing, {args.cpus} threads, one process, decode + preprocess +
-one ONNX Runtime call per batch): {", ".join(f"batch {k}: {v:.1f} img/s" for k, v in best.items())};
-best {ceiling_rps:.1f} img/s. The machine is shared with other work (1-minute load average {load_before:.1f}
-at the start, {os.getloadavg()[0]:.1f} at the end), so the ceiling at the best batch is measured again right
-after each point, with the server paused, and each ratio uses that neighbouring ceiling.
-
-| concurrency | req/s | ceiling img/s | ratio | p50 ms | p99 ms | failed | ab CPU s |
-|---|---|---|---|---|---|---|---|
-{rows}
-
-Cold start (median of {args.cold_runs}, image already local): `docker run` to first 200 on /ping
-{ping_s:.2f} s, to first 200 on /invocations {invoke_s:.2f} s.
-
-Image: {image.attrs["Size"] / 1e6:.0f} MB, {(image.attrs["Size"] - base.attrs["Size"]) / 1e6:.0f} MB over its
-base `{base_name}` ({base.attrs["Size"] / 1e6:.0f} MB).
-"""
-    write_section(text)
-    print(text)
+                    run = measure(running, started, jpegs, paths[0], args.seconds)
+                finally:
+                    running.stop()
+                results["servers"][server.name]["runs"].append(run)
+            results["ceilings"].append(ceilings(model_dir, jpegs[0], args.ceiling_seconds))
+            print(f"rep {rep + 1}/{args.reps}: ceilings {results['ceilings'][-1]}", flush=True)
+    results["footprints"] = footprints(client, args.image)
+    results["load_end"] = os.getloadavg()
+    results["median_ceiling"] = {
+        key: statistics.median(run[key] for run in results["ceilings"]) for key in results["ceilings"][0]
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,15 @@
 
     .venv/bin/python bench/train_throughput.py                      # CPU: ResNet-18, 64 px, synthetic data
     .venv/bin/python bench/train_throughput.py --backbone resnet50 --size 224 --images 512   # on a GPU box
+    .venv/bin/python bench/train_throughput.py --out bench/results/training.json   # what make bench runs
 
 Both loops run the same number of images through the same DataLoader, alternating, after a warm-up; the
-ratio (trainer / bare, images per second) is the figure docs/benchmarks.md records.
+ratio (trainer / bare, images per second) is the figure docs/benchmarks.md records (bench/report.py reads
+the --out file).
 """
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -42,6 +45,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=160, help="training images per class x 5 classes")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, help="also write the figures here as JSON")
     args = parser.parse_args()
     dist = DistContext.single()
     with tempfile.TemporaryDirectory() as root:
@@ -80,6 +84,11 @@ def main() -> None:
     for name, value in best.items():
         print(f"  {name}: {value:.1f} images/s (best of {args.rounds})")
     print(f"  ratio trainer/bare: {best['trainer'] / best['bare']:.3f}")
+    if args.out:
+        figures = {**vars(args), "out": None, "device": str(dist.device), "images_per_epoch": count}
+        figures |= {"images_per_s": timings, "best": best, "ratio": best["trainer"] / best["bare"]}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(figures, indent=1) + "\n")
 
 
 if __name__ == "__main__":

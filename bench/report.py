@@ -1,0 +1,384 @@
+"""Writes docs/benchmarks.md and its chart from the raw results of bench/serve.py and
+bench/train_throughput.py.
+
+    .venv/bin/python bench/report.py            # reads bench/results/{serving,training}.json (make bench)
+
+Ratios come first, then the goals of the benchmark issue as met or missed with the reason, then the tables.
+Every figure is a median over the interleaved repetitions, with the min-max spread beside it.
+"""
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DOC = ROOT / "docs" / "benchmarks.md"
+CHART = ROOT / "docs" / "benchmarks-serving.png"
+AWS_CPU_IMAGE_BYTES = 4.9e9  # image_size_baseline 4900 MB of the DLC pytorch-inference 2.6 CPU image
+KENNEL_FP32, TS_DEFAULT, TS_TUNED, KENNEL_INT8 = (
+    "Kennel fp32",
+    "TorchServe default",
+    "TorchServe tuned",
+    "Kennel INT8",
+)
+COMMANDS = """make bench
+# which runs, after `make build` and `pip install -r bench/requirements.txt` into .venv:
+.venv/bin/python bench/serve.py --out bench/results/serving.json
+.venv/bin/python bench/train_throughput.py --out bench/results/training.json
+.venv/bin/python bench/report.py"""
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def spread(values: list[float], digits: int = 1) -> str:
+    return f"{median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def point(serving: dict, name: str, concurrency: int, key: str) -> list[float]:
+    return [run["points"][str(concurrency)][key] for run in serving["servers"][name]["runs"]]
+
+
+def ceiling(serving: dict, key: str) -> list[float]:
+    return [run[key] for run in serving["ceilings"]]
+
+
+def best_ceiling(serving: dict, precision: str, stage: str) -> float:
+    """The best batch size's median: the most this stage can do in one process."""
+    keys = [key for key in serving["ceilings"][0] if key.startswith(f"{precision} {stage} ")]
+    return max(median(ceiling(serving, key)) for key in keys)
+
+
+def cold(serving: dict, name: str, key: str) -> list[float]:
+    return [run[key] for run in serving["servers"][name]["runs"]]
+
+
+def ratios(serving: dict) -> tuple[list[str], dict[str, float]]:
+    rps = {name: median(point(serving, name, 16, "rps")) for name in serving["servers"]}
+    p99 = {name: median(point(serving, name, 16, "p99")) for name in serving["servers"]}
+    first = {name: median(cold(serving, name, "first_prediction_s")) for name in serving["servers"]}
+    pipeline = best_ceiling(serving, "fp32", "pipeline")
+    figures = {
+        "vs_default": rps[KENNEL_FP32] / rps[TS_DEFAULT],
+        "vs_tuned": rps[KENNEL_FP32] / rps[TS_TUNED],
+        "vs_ceiling": rps[KENNEL_FP32] / pipeline,
+        "cold": first[TS_DEFAULT] / first[KENNEL_FP32],
+        "size": AWS_CPU_IMAGE_BYTES / serving["footprints"]["kennel_image"],
+    }
+    lines = [
+        f"- **Kennel fp32 / TorchServe default** at concurrency 16: **{figures['vs_default']:.2f}x** the "
+        f"requests/s ({rps[KENNEL_FP32]:.1f} against {rps[TS_DEFAULT]:.1f}); p99 {p99[KENNEL_FP32]:.0f} ms "
+        f"against {p99[TS_DEFAULT]:.0f} ms.",
+        f"- **Kennel fp32 / TorchServe tuned** at concurrency 16: **{figures['vs_tuned']:.2f}x** "
+        f"({rps[KENNEL_FP32]:.1f} against {rps[TS_TUNED]:.1f}); p99 {p99[KENNEL_FP32]:.0f} ms against "
+        f"{p99[TS_TUNED]:.0f} ms.",
+        f"- **Kennel fp32 / in-process ceiling** (decode + preprocessing + ONNX Runtime fp32, best batch) at "
+        f"concurrency 16: **{figures['vs_ceiling']:.2f}** ({rps[KENNEL_FP32]:.1f} against {pipeline:.1f} "
+        "img/s).",
+        f"- **First prediction after start**: Kennel {first[KENNEL_FP32]:.1f} s, TorchServe (default) "
+        f"{first[TS_DEFAULT]:.1f} s: **{figures['cold']:.1f}x** sooner.",
+        f"- **Image size**: Kennel {serving['footprints']['kennel_image'] / 1e6:.0f} MB, "
+        f"**{figures['size']:.1f}x** "
+        "smaller than AWS's PyTorch CPU inference image (4.9 GB, cited, not pulled).",
+    ]
+    if KENNEL_INT8 in serving["servers"]:
+        figures["int8_vs_tuned"] = rps[KENNEL_INT8] / rps[TS_TUNED]
+        lines += [
+            "- **Kennel INT8 / Kennel fp32** at concurrency 16: "
+            f"**{rps[KENNEL_INT8] / rps[KENNEL_FP32]:.2f}x**; "
+            f"**INT8 / TorchServe tuned**: **{figures['int8_vs_tuned']:.2f}x** (p99 {p99[KENNEL_INT8]:.0f} "
+            "ms "
+            f"against {p99[TS_TUNED]:.0f} ms); **INT8 / fp32 in-process ceiling**: "
+            f"**{rps[KENNEL_INT8] / pipeline:.2f}**.",
+        ]
+    return lines, figures | {"p99": p99, "rps": rps, "pipeline": pipeline}
+
+
+def goals(serving: dict, figures: dict) -> list[str]:
+    p99, rps, pipeline = figures["p99"], figures["rps"], figures["pipeline"]
+    best_ts = max(rps[TS_DEFAULT], rps[TS_TUNED])
+    rows = [
+        (
+            "Kennel at least 2x TorchServe's throughput at concurrency 16, with a lower p99",
+            f"{figures['vs_default']:.2f}x default, {figures['vs_tuned']:.2f}x tuned",
+            figures["vs_tuned"] >= 2 and figures["vs_default"] >= 2 and p99[KENNEL_FP32] < p99[TS_TUNED],
+            f"An fp32 server cannot beat the fp32 in-process ceiling ({pipeline:.1f} img/s here); TorchServe "
+            f"already serves {best_ts:.1f} req/s, {best_ts / pipeline:.2f} of it, so 2x is out of reach of "
+            "any "
+            "fp32 server on these cores: the model is the wall. A cheaper model closes it (issue 8, INT8).",
+        ),
+        (
+            "Kennel at least 0.85 of the in-process ceiling at concurrency 16",
+            f"{figures['vs_ceiling']:.2f}",
+            figures["vs_ceiling"] >= 0.85,
+            "The server, ab and the kernel share the same two cores as the model; what is left is HTTP and "
+            "JSON work per request, and batching cannot add cores.",
+        ),
+        (
+            "Kennel's first prediction at least 5x sooner after start than TorchServe's",
+            f"{figures['cold']:.1f}x",
+            figures["cold"] >= 5,
+            "TorchServe starts a JVM, then Python workers that import torch and load TorchScript; Kennel "
+            "loads one ONNX file in one process.",
+        ),
+        (
+            "Kennel's serving image at least 10x smaller than AWS's PyTorch CPU inference image (4.9 GB)",
+            f"{figures['size']:.1f}x",
+            figures["size"] >= 10,
+            "ONNX Runtime and Pillow instead of torch, a JDK and build tools.",
+        ),
+    ]
+    if "int8_vs_tuned" in figures:
+        rows.append(
+            (
+                "(issue 8) Kennel INT8 at least 3x TorchServe's best-tuned throughput at concurrency 16, "
+                "lower p99",
+                f"{figures['int8_vs_tuned']:.2f}x",
+                figures["int8_vs_tuned"] >= 3 and p99[KENNEL_INT8] < p99[TS_TUNED],
+                "With the INT8 model decoding and preprocessing (and HTTP) take a larger share of the two "
+                "cores; "
+                "see the ceilings for where the time goes.",
+            )
+        )
+    lines = ["| goal | figure | result | why |", "|---|---|---|---|"]
+    lines += [
+        f"| {goal} | {figure} | {'**met**' if met else '**missed**'} | {why if not met else ''} |"
+        for goal, figure, met, why in rows
+    ]
+    return lines
+
+
+def serving_table(serving: dict) -> list[str]:
+    lines = [
+        "| server | concurrency | req/s | p50 ms | p99 ms | failed | ab CPU ms per request |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in serving["servers"]:
+        for c in ("1", "4", "16"):
+            runs = [run["points"][c] for run in serving["servers"][name]["runs"]]
+            ab_ms = 1000 * sum(r["ab_cpu_s"] for r in runs) / max(1, sum(r["requests"] for r in runs))
+            lines.append(
+                f"| {name} | {c} | {spread([r['rps'] for r in runs])} | "
+                f"{spread([r['p50'] for r in runs], 0)} "
+                f"| {spread([r['p99'] for r in runs], 0)} | {sum(r['failed'] for r in runs)} | {ab_ms:.2f} |"
+            )
+    return lines
+
+
+def start_table(serving: dict) -> list[str]:
+    lines = [
+        "| server | settings | start to first /ping 200, s | start to first prediction, s | memory under "
+        "load, MB "
+        "| precision header | top-1 = in-process reference |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    reference = serving["reference_top1"]
+    for name, server in serving["servers"].items():
+        runs = server["runs"]
+        agree = sum(a == b for a, b in zip(runs[0]["top1"], reference, strict=True))
+        memory = [run["memory_bytes"] / 1e6 for run in runs]
+        lines.append(
+            f"| {name} | {server['tuning'] or 'serving image defaults'} | "
+            f"{spread(cold(serving, name, 'ping_s'), 2)} "
+            f"| {spread(cold(serving, name, 'first_prediction_s'), 2)} | {spread(memory, 0)} "
+            f"| {runs[0]['precision'] or '-'} | {agree}/{len(reference)} |"
+        )
+    return lines
+
+
+def ceiling_table(serving: dict) -> list[str]:
+    lines = ["| model | stage | batch | img/s |", "|---|---|---|---|"]
+    for key in serving["ceilings"][0]:
+        precision, stage, batch = key.split()
+        lines.append(f"| {precision} | {stage} | {batch[1:]} | {spread(ceiling(serving, key))} |")
+    return lines
+
+
+def size_table(serving: dict) -> list[str]:
+    parts = serving["footprints"]
+    ts_parts = {
+        key.removeprefix("torchserve_"): value for key, value in parts.items() if key != "kennel_image"
+    }
+    detail = ", ".join(f"{name} {size / 1e6:.0f} MB" for name, size in ts_parts.items())
+    return [
+        "| what | size |",
+        "|---|---|",
+        "| Kennel serving image (`docker image inspect`, uncompressed) | "
+        f"{parts['kennel_image'] / 1e6:.0f} MB |",
+        f"| TorchServe as installed here ({detail}) | {sum(ts_parts.values()) / 1e6:.0f} MB |",
+        "| AWS DLC pytorch-inference 2.6 CPU image (cited: `image_size_baseline: 4900`) | 4900 MB |",
+    ]
+
+
+def chart(serving: dict) -> None:
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    concurrency = [1, 4, 16]
+    for name in serving["servers"]:
+        for axis, key in ((left, "rps"), (right, "p99")):
+            values = [point(serving, name, c, key) for c in concurrency]
+            mid = [median(v) for v in values]
+            error = [
+                [m - min(v) for m, v in zip(mid, values, strict=True)],
+                [max(v) - m for m, v in zip(mid, values, strict=True)],
+            ]
+            axis.errorbar(concurrency, mid, yerr=error, marker="o", capsize=3, label=name)
+    left.axhline(
+        best_ceiling(serving, "fp32", "pipeline"), color="grey", linestyle="--", label="fp32 ceiling"
+    )
+    left.set(
+        xscale="log", xticks=concurrency, xticklabels=concurrency, xlabel="concurrency", ylabel="requests/s"
+    )
+    right.set(xscale="log", yscale="log", xticks=concurrency, xticklabels=concurrency, xlabel="concurrency")
+    right.set_ylabel("p99 latency, ms")
+    left.set_title("Throughput (median, min-max)")
+    right.set_title("p99 latency (median, min-max)")
+    left.legend(fontsize=8)
+    figure.suptitle("ResNet-50, 133 classes, 500x375 JPEG, 2 CPU cores")
+    figure.tight_layout()
+    figure.savefig(CHART, dpi=100)
+
+
+def machine_lines(serving: dict) -> list[str]:
+    m = serving["machine"]
+    versions = ", ".join(f"{name} {version}" for name, version in m["versions"].items())
+    return [
+        f"- {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {m['os']}; Python {m['python']}; "
+        f"Docker Engine {m['docker_server']}; {m['java']}; {versions}.",
+        f"- 1-minute load average {serving['load_start'][0]:.2f} at the start of the serving run and "
+        f"{serving['load_end'][0]:.2f} at its end (the machine is shared; ab, the servers and the ceilings "
+        "ran on the same two cores).",
+    ]
+
+
+def training_lines(training: dict) -> list[str]:
+    best = training["best"]
+    return [
+        "## Training",
+        "",
+        f"`bench/train_throughput.py`: {training['backbone']} from random weights, {training['size']} px "
+        "synthetic "
+        f"images ({training['images_per_epoch']} per epoch), batch {training['batch_size']}, on "
+        f"{training['device']}; the trainer's `train_one_epoch` (label smoothing, per-step LR schedule, "
+        "SIGTERM "
+        "poll, on-device metric sums) against a bare loop (forward, cross-entropy, backward, AdamW step) "
+        "over the "
+        f"same loader and model, alternating, best of {training['rounds']} epochs each after one warm-up "
+        "epoch.",
+        "",
+        "| loop | images/s (best) | all rounds |",
+        "|---|---|---|",
+        f"| trainer | {best['trainer']:.1f} | "
+        f"{', '.join(f'{v:.1f}' for v in training['images_per_s']['trainer'])} |",
+        f"| bare PyTorch | {best['bare']:.1f} | "
+        f"{', '.join(f'{v:.1f}' for v in training['images_per_s']['bare'])} |",
+        f"| ratio | {training['ratio']:.3f} | |",
+        "",
+        "No GPU figures (AMP and channels_last against fp32): this machine has no GPU; run "
+        "`bench/train_throughput.py --backbone resnet50 --size 224 --images 512` on one to add them.",
+    ]
+
+
+def notes(serving: dict) -> list[str]:
+    jpeg = serving["jpeg_bytes"]
+    int8 = serving.get("quantization")
+    lines = [
+        "## How it was measured",
+        "",
+        "- Model: torchvision ResNet-50 with **random weights** (seed 0; no pretrained weights can be "
+        "downloaded "
+        "here) and 133 classes: right for speed, meaningless for accuracy. Kennel serves the ONNX file "
+        "written by "
+        "the training image's export code; TorchServe serves a TorchScript trace of the same weights with "
+        "its "
+        "built-in `image_classifier` handler (torchvision Resize 256, CenterCrop 224, the same "
+        "normalisation).",
+        f"- Payload: {len(jpeg)} deterministic 500x375 JPEGs ({min(jpeg) // 1000}-{max(jpeg) // 1000} kB, "
+        "drawn with Pillow plus noise). ab sends the first one, raw `image/jpeg`, keep-alive; the first 8 "
+        "check that every server's top-1 matches the in-process reference.",
+        "- CPU budget: the same two cores for both servers. Kennel's container runs with `--cpus=2` on the "
+        "host network (no docker-proxy in the path); TorchServe runs on the host from .venv (Java 17 "
+        "from Debian) under `taskset -c 0-1`, with token authorization off and model registration "
+        "through the API off (its one model loads at start). Every request goes to 127.0.0.1.",
+        f"- {len(serving['ceilings'])} repetitions, interleaved: each starts every server afresh (the "
+        "start-up figures), warms it up with 24 requests at concurrency 4 and 24 at 16, then measures "
+        f"concurrency 1, 4 and 16 for {serving['seconds']:g} s each; the in-process ceilings are measured "
+        "after each round of servers. p99 over so few seconds rests on a few hundred requests per run: "
+        "read it as a tail indicator, with its spread.",
+        "- TorchServe's /ping answers 200 before its workers have loaded the model (and while they crash), "
+        "so "
+        "its /ping time is not a readiness signal; its first prediction is the figure that counts. Kennel's "
+        "/ping is 200 only once the model is loaded and warmed.",
+        "- Memory: Kennel, the container's cgroup RSS; TorchServe, the summed RSS of its process tree "
+        "(JVM and workers); both right after the concurrency 16 point.",
+        "- The load generator's own CPU time (ab, from getrusage) is in the serving table, per request; "
+        "nothing is "
+        "subtracted.",
+    ]
+    if int8:
+        lines.append(
+            "- Kennel INT8: `kennel_train.quantize.quantize_model_dir` on the same weights, calibrated on "
+            "the "
+            f"{int8.get('calibration_images', '?')} benchmark JPEGs, guard off (random weights make "
+            "agreement "
+            "meaningless). Its accuracy cost is the training run's guard figures in the model's manifest, "
+            "not a "
+            "figure from this model."
+        )
+    else:
+        lines.append(
+            "- No Kennel INT8 rows: `kennel_train.quantize` was not available (or wrote no INT8 model) "
+            "when this "
+            "ran; `make bench` adds them by itself once it is."
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--serving", type=Path, default=RESULTS / "serving.json")
+    parser.add_argument("--training", type=Path, default=RESULTS / "training.json")
+    args = parser.parse_args()
+    serving = json.loads(args.serving.read_text())
+    training = json.loads(args.training.read_text())
+    headline, figures = ratios(serving)
+    chart(serving)
+    sections = [
+        ["# Benchmarks", "", "Written by `make bench`:", "", "```", COMMANDS, "```", "", "Machine:", ""],
+        machine_lines(serving),
+        ["", "## Ratios", ""],
+        headline,
+        ["", "## Goals (benchmark issue)", ""],
+        goals(serving, figures),
+        ["", "## Serving", "", f"![serving throughput and p99]({CHART.name})", ""],
+        serving_table(serving),
+        ["", "Start-up, memory and agreement (median and min-max over the repetitions):", ""],
+        start_table(serving),
+        [
+            "",
+            "In-process ceilings (one process, 2 ONNX Runtime threads, the serving image's session "
+            "settings):",
+            "",
+        ],
+        ceiling_table(serving),
+        ["", "Sizes:", ""],
+        size_table(serving),
+        [""],
+        training_lines(training),
+        [""],
+        notes(serving),
+        ["", "Raw results: `bench/results/serving.json`, `bench/results/training.json`."],
+    ]
+    DOC.write_text("\n".join(line for section in sections for line in section) + "\n")
+    print(f"wrote {DOC} and {CHART}")
+
+
+if __name__ == "__main__":
+    main()
