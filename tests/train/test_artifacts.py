@@ -97,8 +97,11 @@ def test_model_dir_export_follows_the_format(tmp_path):
         {"val_accuracy": 0.5},
         {"data": "x"},
     )
+    stale = tmp_path / export.INT8_FILE  # from an earlier export of other weights
+    stale.write_bytes(b"old")
     difference = export.write_model_dir(tmp_path, net, manifest, torch.randn(3, 3, 32, 32))
     assert difference <= export.PARITY_TOLERANCE
+    assert not stale.exists()
     written = assert_model_dir(tmp_path, 4)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", written["provenance"]["created_at"])
 

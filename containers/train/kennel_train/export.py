@@ -16,6 +16,8 @@ from torch import nn
 
 from kennel_train.metrics import METRIC_DEFINITIONS_FILE
 
+INT8_FILE = "model.int8.onnx"  # written by kennel_train.quantize when its guard passes
+
 FORMAT = "kennel-model"
 FORMAT_VERSION = 1
 INPUT_NAME = "input"
@@ -102,6 +104,8 @@ def write_model_dir(
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     definitions = resources.files("kennel_train").joinpath(METRIC_DEFINITIONS_FILE).read_text()
     (staging / METRIC_DEFINITIONS_FILE).write_text(definitions)
+    # An INT8 model from an earlier export belongs to other weights: quantization writes a new one or none.
+    (model_dir / INT8_FILE).unlink(missing_ok=True)
     for item in staging.iterdir():
         os.replace(item, model_dir / item.name)
     staging.rmdir()

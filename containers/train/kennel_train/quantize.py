@@ -31,10 +31,10 @@ from onnxruntime.quantization import (
 from torchvision import datasets, transforms
 
 from kennel_train.data import load_rgb
+from kennel_train.export import INT8_FILE
 
 log = logging.getLogger(__name__)
 
-INT8_FILE = "model.int8.onnx"
 METHOD = (
     "onnxruntime static quantization, QDQ format, int8 per-channel weights (7-bit range), "
     "uint8 per-tensor activations, MinMax calibration"
