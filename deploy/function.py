@@ -40,15 +40,34 @@ def code_sha256(data: bytes) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
+# The proxy's own defaults (lambda/proxy.py): attempts at InvokeEndpoint, their connect timeout, and the
+# longest a {"url": ...} body may take to fetch (2 s to connect, 5 s for the whole read).
+INVOKE_ATTEMPTS = 3
+INVOKE_CONNECT_S = 2
+URL_FETCH_S = 7
+
+
+def invoke_read_timeout(timeout_seconds: int) -> int:
+    """The per-attempt read timeout that lets every attempt, and a URL fetch before them, finish inside the
+    function's own timeout: a function killed mid-retry answers with no JSON body and no status of ours."""
+    budget = timeout_seconds - URL_FETCH_S - 1  # one second to answer
+    return max(1, budget // INVOKE_ATTEMPTS - INVOKE_CONNECT_S)
+
+
 def configuration(run: Run, role_arn: str) -> dict:
     fn = run.stack.function
+    variables = {
+        "SAGEMAKER_ENDPOINT_NAME": run.stack.endpoint_name,
+        "KENNEL_MAX_ATTEMPTS": str(INVOKE_ATTEMPTS),
+        "KENNEL_INVOKE_READ_TIMEOUT_S": str(invoke_read_timeout(fn.timeout_seconds)),
+    }
     return {
         "Runtime": fn.runtime,
         "Role": role_arn,
         "Handler": HANDLER,
         "MemorySize": fn.memory_mb,
         "Timeout": fn.timeout_seconds,
-        "Environment": {"Variables": {"SAGEMAKER_ENDPOINT_NAME": run.stack.endpoint_name}},
+        "Environment": {"Variables": variables},
     }
 
 

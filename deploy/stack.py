@@ -253,7 +253,8 @@ def parse(doc: dict[str, Any], base: Path, path: Path | None = None) -> Stack:
             source_dir=(base / fn.string("source_dir")).resolve(),
             runtime=fn.string("runtime", pattern=re.compile(r"^python3\.\d+$")),
             memory_mb=fn.integer("memory_mb", minimum=128, maximum=10240),
-            timeout_seconds=fn.integer("timeout_seconds", minimum=1, maximum=900),
+            # Room for the proxy's URL fetch and its three InvokeEndpoint attempts (deploy/function.py).
+            timeout_seconds=fn.integer("timeout_seconds", minimum=20, maximum=900),
             reserved_concurrency=reserved,
             provisioned_concurrency=provisioned,
             function_url=fn.boolean("function_url"),

@@ -98,6 +98,8 @@ def test_up_creates_every_resource_as_configured(make_run, stack_file):
     )
     assert live["Environment"]["Variables"] == {
         "SAGEMAKER_ENDPOINT_NAME": "kennel-endpoint",
+        "KENNEL_MAX_ATTEMPTS": "3",
+        "KENNEL_INVOKE_READ_TIMEOUT_S": "5",
     }
     assert live["Role"] == "arn:aws:iam::123456789012:role/kennel-lambda-proxy"
     assert live["CodeSha256"] == function.code_sha256(function.package(stack.function.source_dir))
