@@ -1,6 +1,6 @@
 # Kennel: two commands on a fresh machine.
-#   make up      set the machine up, build both images, run the local stack (docker compose)
-#   make test    set the machine up, build both images, lint, run every test layer
+#   make up      set the machine up, build the images, run the local stack (docker compose)
+#   make test    set the machine up, build the images, lint, run every test layer
 #   make bench   benchmarks against TorchServe and the in-process ceiling; writes docs/benchmarks.md (~20 min)
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c

@@ -3,6 +3,7 @@ the credentials decoded from ECR's authorization token, then the image pulled ba
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -44,7 +45,11 @@ def tiny_image(docker_client) -> Iterator[str]:
 def registry(tmp_path, make_run) -> Iterator[str]:
     """docker-registry with htpasswd auth whose one user is ECR's (moto's) token user and password."""
     if not shutil.which("docker-registry") or not shutil.which("htpasswd"):
-        pytest.fail("docker-registry and htpasswd are needed (apt-get install docker-registry apache2-utils)")
+        # scripts/setup.sh installs both where apt-get exists; CI must run this test, a workstation may not.
+        missing = "docker-registry and htpasswd are needed (apt-get install docker-registry apache2-utils)"
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
     auth = ecr.login(make_run())
     (tmp_path / "htpasswd").write_text(
         subprocess.run(
