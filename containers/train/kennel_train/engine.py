@@ -67,6 +67,18 @@ def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16
 
 
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+
+def to_device(
+    images: torch.Tensor, labels: torch.Tensor, device: torch.device, memory_format: torch.memory_format
+) -> tuple[torch.Tensor, torch.Tensor]:
+    # non_blocking: with pinned memory the copy overlaps the previous step's work on the GPU.
+    images = images.to(device, non_blocking=True, memory_format=memory_format)
+    return images, labels.to(device, non_blocking=True)
+
+
 def reduce_sums(values: list[float], dist: DistContext) -> list[float]:
     tensor = torch.tensor(values, dtype=torch.float64, device=dist.device)
     if dist.distributed:
@@ -107,10 +119,8 @@ def train_one_epoch(
             raise Stopped
         if some_batch_empty:  # a rank whose whole batch was unreadable: every rank skips this step
             continue
-        images = images.to(dist.device, non_blocking=True, memory_format=memory_format)
-        labels = labels.to(dist.device, non_blocking=True)
-        autocast = torch.autocast(dist.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-        with autocast:
+        images, labels = to_device(images, labels, dist.device, memory_format)
+        with autocast(dist.device, dtype):
             logits = net(images)
             loss = criterion(logits, labels)
         optimizer.zero_grad(set_to_none=True)
@@ -147,10 +157,8 @@ def evaluate(
         skipped += bad
         if len(labels) == 0:
             continue
-        images = images.to(dist.device, non_blocking=True, memory_format=memory_format)
-        labels = labels.to(dist.device, non_blocking=True)
-        autocast = torch.autocast(dist.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-        with autocast:
+        images, labels = to_device(images, labels, dist.device, memory_format)
+        with autocast(dist.device, dtype):
             logits = net(images)
         # The loss in float32 and summed, so the mean over the split is exact whatever the batch sizes.
         loss_sum += nn.functional.cross_entropy(logits.float(), labels, reduction="sum").item()
