@@ -9,9 +9,9 @@ Used by proxy.py for `{"url": "https://..."}` bodies; part of the Lambda zip (st
 The rules, each enforced on every hop of a redirect chain:
 - https only, no credentials in the URL;
 - the host (and port, 443 unless the allow-list names another) must be on the allow-list;
-- every address the host resolves to must be public (no private, loopback, link-local, shared or reserved
-  ranges), and the connection goes to an address that was checked, so a second DNS answer cannot swap in
-  another one; TLS still verifies the certificate against the host name;
+- every address the host resolves to must be public (`is_public_address`; README.md lists the ranges), and
+  the connection goes to an address that was checked, so a second DNS answer cannot swap in another one;
+  TLS still verifies the certificate against the host name;
 - at most `max_bytes` of body, a connect timeout per connection and one deadline for the whole fetch.
 """
 
@@ -28,6 +28,19 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 3
 CHUNK_BYTES = 64 * 1024
+# Prefixes whose last 32 bits are the IPv4 address a packet is delivered to.
+IPV4_IN_LAST_32_BITS = (
+    ipaddress.IPv6Network("::ffff:0:0/96"),  # IPv4-mapped (RFC 4291)
+    ipaddress.IPv6Network("::/96"),  # IPv4-compatible, deprecated (RFC 4291)
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),  # IPv4-translated (RFC 2765)
+    ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64 well-known prefix (RFC 6052)
+)
+# Refused outright, whatever they carry: where the packet goes is decided by a network we cannot see.
+REFUSED_IPV6 = (
+    ipaddress.IPv6Network("64:ff9b:1::/48"),  # NAT64 local-use prefix (RFC 8215)
+    ipaddress.IPv6Network("2001::/32"),  # Teredo (RFC 4380)
+    ipaddress.IPv6Network("fec0::/10"),  # site-local, deprecated (RFC 3879), which ipaddress calls global
+)
 
 
 class FetchError(Exception):
@@ -74,12 +87,25 @@ class FetchedImage:
 
 
 def is_public_address(address: IPAddress) -> bool:
-    """True for globally routable unicast addresses; IPv4 embedded in IPv6 is judged as IPv4."""
+    """True for globally routable unicast addresses; an IPv6 address that carries an IPv4 address (mapped,
+    compatible, translated, 6to4, NAT64) is judged by that IPv4 address; REFUSED_IPV6 is never public."""
     if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
+        if any(address in network for network in REFUSED_IPV6):
+            return False
+        embedded = embedded_ipv4(address)
         if embedded is not None:
             address = embedded
-    return address.is_global and not address.is_multicast
+    # is_reserved: IPv6 outside the ranges the IETF has allocated (global unicast is 2000::/3).
+    return address.is_global and not address.is_multicast and not address.is_reserved
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address that decides where a packet to `address` ends up, if it carries one."""
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if any(address in network for network in IPV4_IN_LAST_32_BITS):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
 
 
 def resolve_host(host: str, port: int) -> list[str]:

@@ -20,6 +20,11 @@ def loopback_only(address) -> bool:
     return address.is_loopback
 
 
+def server_or_public(address) -> bool:
+    """The real rule, with one exception: the test server's own 127.0.0.1."""
+    return address == ipaddress.IPv4Address("127.0.0.1") or safe_fetch.is_public_address(address)
+
+
 def fetcher_for(certificate, hosts: set[str], max_bytes: int = 1000, read_timeout_s: float = 2.0, **kwargs):
     policy = FetchPolicy(
         allowed_hosts=frozenset(hosts),
@@ -228,10 +233,130 @@ def test_answers_that_are_not_images(images, certificate, path, error):
         ("::ffff:127.0.0.1", False),
         ("::ffff:169.254.169.254", False),
         ("2002:a00:1::", False),
+        ("2001:db8::1", False),
+        ("::", False),
     ],
 )
 def test_public_address_rule(address, public):
     assert safe_fetch.is_public_address(ipaddress.ip_address(address)) is public
+
+
+# Each way an IPv6 address carries an IPv4 address, as a function of that IPv4 address.
+IPV4_CARRIERS = {
+    "mapped": lambda v4: (0xFFFF << 32) | v4,
+    "compatible": lambda v4: v4,
+    "translated": lambda v4: (0xFFFF << 48) | v4,
+    "6to4": lambda v4: (0x2002 << 112) | (v4 << 80) | 1,
+    "nat64": lambda v4: (0x64FF9B << 96) | v4,
+}
+
+
+@pytest.mark.parametrize("carrier", IPV4_CARRIERS)
+@pytest.mark.parametrize(
+    ("ipv4", "public"),
+    [
+        ("93.184.215.14", True),
+        ("169.254.169.254", False),
+        ("127.0.0.1", False),
+        ("10.0.0.1", False),
+        ("100.64.0.1", False),
+        ("192.0.0.1", False),
+        ("0.0.0.0", False),
+        ("224.0.0.1", False),
+    ],
+)
+def test_ipv6_carrying_ipv4_is_judged_by_the_ipv4_address(carrier, ipv4, public):
+    address = ipaddress.IPv6Address(IPV4_CARRIERS[carrier](int(ipaddress.IPv4Address(ipv4))))
+
+    assert safe_fetch.embedded_ipv4(address) == ipaddress.IPv4Address(ipv4)
+    assert safe_fetch.is_public_address(address) is public
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::a9fe:a9fe",  # 169.254.169.254 through the NAT64 well-known prefix
+        "64:ff9b::7f00:1",  # 127.0.0.1 the same way
+        "64:ff9b:1::a00:1",  # NAT64 local-use prefix (RFC 8215)
+        "64:ff9b:1::5db8:d70e",  # ... whatever it carries
+        "64:ff9b:1:ffff:ffff:5db8:d70e:0",
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo, with a public server and client
+        "2001::a9fe:a9fe",
+        "fec0::1",  # site-local
+        "4000::1",  # not allocated by the IETF
+        "100::1",  # discard-only
+    ],
+)
+def test_ipv6_ranges_refused_whatever_they_carry(address):
+    assert safe_fetch.is_public_address(ipaddress.ip_address(address)) is False
+
+
+def redirecting_to_a_name(http_server):
+    """A TLS server on 127.0.0.1 whose /hop redirects to images.kennel.test on the same port."""
+
+    def route(request):
+        if request.path == "/hop":
+            return 302, {"Location": f"https://{TEST_HOST_NAME}:{server.port}/dog.jpg"}, b""
+        return 200, {"Content-Type": "image/jpeg"}, IMAGE
+
+    server = http_server(route, tls=True)
+    return server
+
+
+def name_resolving_to(address: str):
+    resolved = []
+
+    def resolve(host, port):
+        resolved.append(host)
+        return {"127.0.0.1": ["127.0.0.1"], TEST_HOST_NAME: [address]}[host]
+
+    return resolve, resolved
+
+
+def test_a_redirect_to_a_name_with_a_public_address_is_followed(http_server, certificate):
+    server = redirecting_to_a_name(http_server)
+    resolve, resolved = name_resolving_to("127.0.0.1")
+    fetcher = fetcher_for(
+        certificate,
+        {f"127.0.0.1:{server.port}", f"{TEST_HOST_NAME}:{server.port}"},
+        address_allowed=server_or_public,
+        resolve=resolve,
+    )
+
+    assert fetcher.fetch(f"{server.url}/hop").body == IMAGE
+    assert resolved == ["127.0.0.1", TEST_HOST_NAME]
+    assert [r.path for r in server.requests] == ["/hop", "/dog.jpg"]
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b::7f00:1",
+        "64:ff9b:1::a00:1",
+        "::ffff:a9fe:a9fe",
+        "::a9fe:a9fe",
+        "::ffff:0:a9fe:a9fe",
+        "2002:a9fe:a9fe::1",
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+    ],
+)
+def test_a_redirect_to_a_name_that_resolves_to_a_carried_non_public_ipv4_is_refused(
+    http_server, certificate, address
+):
+    server = redirecting_to_a_name(http_server)
+    resolve, resolved = name_resolving_to(address)
+    fetcher = fetcher_for(
+        certificate,
+        {f"127.0.0.1:{server.port}", f"{TEST_HOST_NAME}:{server.port}"},
+        address_allowed=server_or_public,
+        resolve=resolve,
+    )
+
+    with pytest.raises(safe_fetch.UrlNotAllowed, match="non-public"):
+        fetcher.fetch(f"{server.url}/hop")
+    assert resolved == ["127.0.0.1", TEST_HOST_NAME]
+    assert [r.path for r in server.requests] == ["/hop"]
 
 
 def test_url_bodies_through_the_handler(moto, images, certificate, context, monkeypatch):
