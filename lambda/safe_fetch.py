@@ -12,15 +12,18 @@ The rules, each enforced on every hop of a redirect chain:
 - every address the host resolves to must be public (`is_public_address`; README.md lists the ranges), and
   the connection goes to an address that was checked, so a second DNS answer cannot swap in another one;
   TLS still verifies the certificate against the host name;
-- at most `max_bytes` of body, a connect timeout per connection and one deadline for the whole fetch.
+- at most `max_bytes` of body, a connect timeout per connection and one deadline for the whole fetch,
+  name resolution included.
 """
 
 import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -28,6 +31,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 3
 CHUNK_BYTES = 64 * 1024
+# A lookup that outlives its deadline keeps its thread until the resolver answers; past this many such
+# threads a fetch fails at once instead of starting another.
+MAX_PENDING_LOOKUPS = 4
 # Prefixes whose last 32 bits are the IPv4 address a packet is delivered to.
 IPV4_IN_LAST_32_BITS = (
     ipaddress.IPv6Network("::ffff:0:0/96"),  # IPv4-mapped (RFC 4291)
@@ -150,13 +156,14 @@ class UrlFetcher:
         self.policy = policy
         self._address_allowed = address_allowed
         self._resolve = resolve
+        self._lookup_slots = threading.BoundedSemaphore(MAX_PENDING_LOOKUPS)
         self._ssl_context = ssl_context or ssl.create_default_context()
 
     def fetch(self, url: str) -> FetchedImage:
         deadline = time.monotonic() + self.policy.read_timeout_s
         for _ in range(MAX_REDIRECTS + 1):
             host, port, target = self._check_url(url)
-            addresses = self._checked_addresses(host, port)
+            addresses = self._checked_addresses(host, port, deadline)
             try:
                 result = self._get(host, port, target, addresses, deadline)
             except TimeoutError as err:
@@ -187,9 +194,11 @@ class UrlFetcher:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return host, port, target
 
-    def _checked_addresses(self, host: str, port: int) -> list[str]:
+    def _checked_addresses(self, host: str, port: int, deadline: float) -> list[str]:
         try:
-            addresses = self._resolve(host, port)
+            addresses = self._resolve_before(host, port, deadline)
+        except TimeoutError as err:
+            raise FetchTimeout(f"the host {host!r} did not resolve in time") from err
         except OSError as err:
             raise FetchError(f"the host {host!r} could not be resolved") from err
         if not addresses:
@@ -199,6 +208,28 @@ class UrlFetcher:
             if not self._address_allowed(ipaddress.ip_address(address.split("%", 1)[0])):
                 raise UrlNotAllowed(f"the host {host!r} resolves to a non-public address")
         return addresses
+
+    def _resolve_before(self, host: str, port: int, deadline: float) -> list[str]:
+        """`resolve` on a daemon thread, waited for until the deadline; the socket module has no timeout for
+        getaddrinfo, and a thread that is still waiting neither blocks the handler's return nor the exit."""
+        timeout = _remaining(deadline)
+        if not self._lookup_slots.acquire(blocking=False):
+            raise TimeoutError(f"{MAX_PENDING_LOOKUPS} earlier lookups have not answered yet")
+        answer: Future[list[str]] = Future()
+
+        def lookup() -> None:
+            # The slot is free before the answer is, so the next fetch never finds it taken by this one.
+            try:
+                addresses = self._resolve(host, port)
+            except BaseException as err:
+                self._lookup_slots.release()
+                answer.set_exception(err)
+            else:
+                self._lookup_slots.release()
+                answer.set_result(addresses)
+
+        threading.Thread(target=lookup, name="kennel-resolve", daemon=True).start()
+        return answer.result(timeout)
 
     def _get(
         self, host: str, port: int, target: str, addresses: list[str], deadline: float

@@ -5,6 +5,8 @@ a loopback-only address rule. The proxy's own fetcher takes no such argument (la
 
 import ipaddress
 import json
+import socket
+import threading
 
 import proxy
 import pytest
@@ -357,6 +359,78 @@ def test_a_redirect_to_a_name_that_resolves_to_a_carried_non_public_ipv4_is_refu
         fetcher.fetch(f"{server.url}/hop")
     assert resolved == ["127.0.0.1", TEST_HOST_NAME]
     assert [r.path for r in server.requests] == ["/hop"]
+
+
+class HungResolver:
+    """A resolver that does not answer until `release()`; it then answers 127.0.0.1. It gives up by itself
+    after 30 s only so that a fetcher which waits for it fails its test (with a connection error, not 504)
+    instead of hanging the run."""
+
+    def __init__(self):
+        self.calls = 0
+        self.answered = threading.Event()
+        self._release = threading.Event()
+
+    def __call__(self, host, port):
+        self.calls += 1
+        self._release.wait(30)
+        self.answered.set()
+        return ["127.0.0.1"]
+
+    def release(self) -> None:
+        self._release.set()
+        for thread in threading.enumerate():
+            if thread.name == "kennel-resolve":
+                thread.join()
+
+
+@pytest.fixture
+def hung_resolver():
+    resolver = HungResolver()
+    yield resolver
+    resolver.release()
+
+
+def test_a_resolver_that_never_answers_gives_504_within_the_deadline(
+    hung_resolver, certificate, context, monkeypatch
+):
+    fetcher = fetcher_for(certificate, {TEST_HOST_NAME}, read_timeout_s=0.2, resolve=hung_resolver)
+    monkeypatch.setattr(proxy, "FETCHER", fetcher)
+
+    reply = proxy.handler({"url": f"https://{TEST_HOST_NAME}/dog.jpg"}, context)
+
+    assert reply["statusCode"] == 504
+    body = json.loads(reply["body"])
+    assert body["type"] == "url_fetch_timeout"
+    assert "did not resolve in time" in body["error"]
+    assert hung_resolver.calls == 1
+    assert not hung_resolver.answered.is_set()
+
+
+def test_lookups_left_hanging_are_bounded_and_freed_when_the_resolver_answers(hung_resolver, certificate):
+    fetcher = fetcher_for(certificate, {TEST_HOST_NAME}, read_timeout_s=0.05, resolve=hung_resolver)
+
+    for _ in range(safe_fetch.MAX_PENDING_LOOKUPS + 2):
+        with pytest.raises(safe_fetch.FetchTimeout):
+            fetcher.fetch(f"https://{TEST_HOST_NAME}/dog.jpg")
+    assert hung_resolver.calls == safe_fetch.MAX_PENDING_LOOKUPS
+
+    hung_resolver.release()
+    # The resolver answers again, now at once; 127.0.0.1 is then refused by the public address rule.
+    with pytest.raises(safe_fetch.UrlNotAllowed, match="non-public"):
+        fetcher.fetch(f"https://{TEST_HOST_NAME}/dog.jpg")
+    assert hung_resolver.calls == safe_fetch.MAX_PENDING_LOOKUPS + 1
+
+
+def test_a_name_that_does_not_resolve_is_a_502(certificate):
+    def resolve(host, port):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    fetcher = fetcher_for(certificate, {TEST_HOST_NAME}, resolve=resolve)
+
+    with pytest.raises(safe_fetch.FetchError, match="could not be resolved") as raised:
+        fetcher.fetch(f"https://{TEST_HOST_NAME}/dog.jpg")
+    assert raised.value.status == 502
 
 
 def test_url_bodies_through_the_handler(moto, images, certificate, context, monkeypatch):
