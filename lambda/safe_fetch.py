@@ -236,6 +236,9 @@ class UrlFetcher:
     ) -> FetchedImage | str:
         """The image, or the Location of a redirect."""
         connection = self._connect(host, port, addresses, deadline)
+        # Held here because the connection lets go of its socket when the answer says it will close
+        # (HTTP/1.0, `Connection: close`); the response goes on reading from the same socket.
+        sock = connection.sock
         try:
             connection.request("GET", target, headers={"Accept": "image/*", "User-Agent": "kennel-proxy"})
             response = connection.getresponse()
@@ -257,7 +260,7 @@ class UrlFetcher:
                 }
             ):
                 raise NotAnImage(f"the image URL returned {content_type!r}, not an image")
-            body = self._read_capped(connection, response, deadline)
+            body = self._read_capped(sock, response, deadline)
             image_type = content_type if content_type.startswith("image/") else "application/x-image"
             return FetchedImage(body=body, content_type=image_type)
         finally:
@@ -282,16 +285,14 @@ class UrlFetcher:
         assert last is not None
         raise last
 
-    def _read_capped(
-        self, connection: _PinnedHTTPSConnection, response: http.client.HTTPResponse, deadline: float
-    ) -> bytes:
+    def _read_capped(self, sock: socket.socket, response: http.client.HTTPResponse, deadline: float) -> bytes:
         cap = self.policy.max_bytes
         if response.length is not None and response.length > cap:
             raise ImageTooLarge(f"the image is larger than {cap} bytes")
         chunks: list[bytes] = []
         size = 0
         while True:
-            connection.sock.settimeout(_remaining(deadline))
+            sock.settimeout(_remaining(deadline))
             chunk = response.read1(CHUNK_BYTES)
             if not chunk:
                 return b"".join(chunks)

@@ -42,6 +42,7 @@ def image_routes(request):
         "/dog.jpg": (200, {"Content-Type": "image/jpeg"}, IMAGE),
         # moto decodes request bodies as UTF-8, so what the handler test sends on to it must decode.
         "/ascii.jpg": (200, {"Content-Type": "image/jpeg"}, b"ascii stand-in image"),
+        "/closing": (200, {"Content-Type": "image/jpeg", "Connection": "close"}, IMAGE),
         "/stream": (200, {"Content-Type": "application/octet-stream"}, IMAGE),
         "/page": (200, {"Content-Type": "text/html"}, b"<html></html>"),
         "/big": (200, {"Content-Type": "image/jpeg"}, bytes(5000)),
@@ -68,6 +69,13 @@ def test_an_allowed_host_serves_the_image(images, certificate):
 
     assert fetched.body == IMAGE
     assert fetched.content_type == "image/jpeg"
+
+
+def test_an_answer_that_closes_the_connection_is_read_whole(images, certificate):
+    # http.client drops the connection's socket when the answer says it will close.
+    fetcher = fetcher_for(certificate, {f"127.0.0.1:{images.port}"}, address_allowed=loopback_only)
+
+    assert fetcher.fetch(f"{images.url}/closing").body == IMAGE
 
 
 def test_octet_stream_is_sent_on_as_application_x_image(images, certificate):
