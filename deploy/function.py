@@ -15,6 +15,7 @@ from pathlib import Path
 from botocore.exceptions import ClientError
 
 from deploy.aws import DeployError, Run, is_not_found
+from deploy.stack import Stack
 
 ALIAS = "live"
 HANDLER = "proxy.handler"
@@ -54,20 +55,42 @@ def invoke_read_timeout(timeout_seconds: int) -> int:
     return max(1, budget // INVOKE_ATTEMPTS - INVOKE_CONNECT_S)
 
 
-def configuration(run: Run, role_arn: str) -> dict:
-    fn = run.stack.function
+def environment(stack: Stack) -> dict[str, str]:
+    """The proxy's settings (the variables lambda/proxy.py reads); a key the stack leaves out is left
+    out here too, so the proxy's own default applies."""
+    fn = stack.function
     variables = {
-        "SAGEMAKER_ENDPOINT_NAME": run.stack.endpoint_name,
+        "SAGEMAKER_ENDPOINT_NAME": stack.endpoint_name,
         "KENNEL_MAX_ATTEMPTS": str(INVOKE_ATTEMPTS),
         "KENNEL_INVOKE_READ_TIMEOUT_S": str(invoke_read_timeout(fn.timeout_seconds)),
     }
+    if fn.allowed_url_hosts:
+        variables["KENNEL_ALLOWED_URL_HOSTS"] = ",".join(fn.allowed_url_hosts)
+    if fn.max_image_bytes is not None:
+        variables["KENNEL_MAX_IMAGE_BYTES"] = str(fn.max_image_bytes)
+    if fn.cors_allow_origins:
+        variables["KENNEL_CORS_ALLOW_ORIGINS"] = ",".join(fn.cors_allow_origins)
+    return variables
+
+
+def settings_summary(stack: Stack) -> str:
+    """What `plan` shows of the proxy's request settings."""
+    fn = stack.function
+    hosts = ", ".join(fn.allowed_url_hosts) or "none (URL bodies refused)"
+    origins = ", ".join(fn.cors_allow_origins) or "none"
+    cap = f"{fn.max_image_bytes} bytes" if fn.max_image_bytes is not None else "default"
+    return f"URL hosts: {hosts}; image cap: {cap}; CORS origins: {origins}"
+
+
+def configuration(run: Run, role_arn: str) -> dict:
+    fn = run.stack.function
     return {
         "Runtime": fn.runtime,
         "Role": role_arn,
         "Handler": HANDLER,
         "MemorySize": fn.memory_mb,
         "Timeout": fn.timeout_seconds,
-        "Environment": {"Variables": variables},
+        "Environment": {"Variables": environment(run.stack)},
     }
 
 
@@ -91,7 +114,8 @@ def ensure_function(run: Run, role_arn: str) -> None:
     wanted = configuration(run, role_arn)
     latest = get_configuration(run)
     if latest is None:
-        if run.apply("lambda function", name, "create", f"{len(code)} byte zip"):
+        detail = f"{len(code)} byte zip; {settings_summary(run.stack)}"
+        if run.apply("lambda function", name, "create", detail):
             aws.create_function(
                 FunctionName=name, Code={"ZipFile": code}, Tags=run.stack.all_tags(), **wanted
             )
@@ -104,7 +128,7 @@ def ensure_function(run: Run, role_arn: str) -> None:
             aws.get_waiter("function_updated_v2").wait(FunctionName=name)
         if _same(latest, wanted):
             run.apply("lambda configuration", name, "unchanged")
-        elif run.apply("lambda configuration", name, "update"):
+        elif run.apply("lambda configuration", name, "update", settings_summary(run.stack)):
             aws.update_function_configuration(FunctionName=name, **wanted)
             aws.get_waiter("function_updated_v2").wait(FunctionName=name)
     _ensure_alias(run, code_sha256(code), wanted)
