@@ -501,11 +501,11 @@ def _host_name(key: str, value: Any) -> str:
     if "/" in value or "@" in value:
         raise StackError(f"{key}: {value!r} is a URL; give only the host name, like images.example.com")
     host, _, port = value.lower().partition(":")
-    if port and not (port.isdigit() and 1 <= int(port) <= 65535):
-        raise StackError(f"{key}: {value!r}: the port must be a number from 1 to 65535")
     labels = host.split(".")
     if value.startswith("[") or labels[-1].isdigit():
         raise StackError(f"{key}: {value!r} is an address; give the host name the URLs use")
+    if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise StackError(f"{key}: {value!r}: the port must be a number from 1 to 65535")
     if len(labels) < 2 or len(host) > 253 or not all(LABEL.match(label) for label in labels):
         raise StackError(f"{key}: {value!r} is not a host name like images.example.com")
     return value.lower()
