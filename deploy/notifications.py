@@ -40,26 +40,32 @@ def _email_subscriptions(run: Run) -> list[dict]:
 
 
 def ensure_topic(run: Run) -> None:
+    """A changed address replaces the topic (same name and ARN, so the alarms' actions stay right):
+    unsubscribing the old address would need sns:Unsubscribe on every subscription in the account."""
     sns, email, name = run.client("sns"), run.stack.alarms.email, topic_name(run)
     exists = _exists(run)
     if email is None:
         if exists and run.apply("sns topic", name, "delete", "no alarms.email"):
             sns.delete_topic(TopicArn=topic_arn(run))
         return
-    if exists:
+    endpoints = {s["Endpoint"] for s in _email_subscriptions(run)} if exists else set()
+    others = sorted(endpoints - {email})
+    if exists and not others:
         run.apply("sns topic", name, "unchanged")
-    elif run.apply("sns topic", name, "create"):
+    elif run.apply(
+        "sns topic",
+        name,
+        "update" if exists else "create",
+        f"replacing {', '.join(others)}" if others else "",
+    ):
+        if exists:
+            sns.delete_topic(TopicArn=topic_arn(run))
         sns.create_topic(Name=name, Tags=run.tag_list())
-    subscriptions = _email_subscriptions(run) if exists else []
-    if any(s["Endpoint"] == email for s in subscriptions):
-        run.apply("sns subscription", f"{name} -> {email}", "unchanged")
-    elif run.apply("sns subscription", f"{name} -> {email}", "create", "the owner must confirm it"):
+    label = f"{name} -> {email}"
+    if email in endpoints and not others:
+        run.apply("sns subscription", label, "unchanged")
+    elif run.apply("sns subscription", label, "create", "the owner must confirm it from the e-mail"):
         sns.subscribe(TopicArn=topic_arn(run), Protocol="email", Endpoint=email)
-    # A pending subscription has no ARN yet and cannot be removed; it lapses after three days.
-    replaced = [s for s in subscriptions if s["Endpoint"] != email and s["SubscriptionArn"] != PENDING]
-    for old in replaced:
-        if run.apply("sns subscription", f"{name} -> {old['Endpoint']}", "delete"):
-            sns.unsubscribe(SubscriptionArn=old["SubscriptionArn"])
 
 
 def delete_topic(run: Run) -> None:

@@ -295,3 +295,25 @@ def test_no_alarms_table_means_no_alarms_but_still_a_dashboard(make_run, stack_d
 )
 def test_vcpus_follow_the_size_name(instance_type, count):
     assert alarms.vcpus(instance_type) == count
+
+
+def test_a_new_address_replaces_the_topic_and_its_subscription(make_run, operated, operated_doc, write_stack):
+    lifecycle.up(make_run(path=operated), publish=record_in_ecr)
+    operated_doc["alarms"]["email"] = "oncall-2@example.com"
+    changed = write_stack(operated_doc, "new-address.toml")
+
+    planned = lifecycle.up(make_run(dry_run=True, path=changed))
+    done = lifecycle.up(make_run(path=changed), publish=record_in_ecr)
+
+    assert [(c.kind, c.action, c.detail) for c in done.changed()] == [
+        ("sns topic", "update", f"replacing {EMAIL}"),
+        ("sns subscription", "create", "the owner must confirm it from the e-mail"),
+    ]
+    assert [(c.kind, c.name, c.action) for c in planned.changes] == [
+        (c.kind, c.name, c.action) for c in done.changes
+    ]
+    sns = boto3.client("sns")
+    (topic,) = sns.list_topics()["Topics"]
+    subscriptions = sns.list_subscriptions_by_topic(TopicArn=topic["TopicArn"])["Subscriptions"]
+    assert [s["Endpoint"] for s in subscriptions] == ["oncall-2@example.com"]
+    assert all(a["AlarmActions"] == [topic["TopicArn"]] for a in alarms_by_name().values())
