@@ -207,6 +207,40 @@ def wait_provisioned(run: Run) -> None:
     raise DeployError(f"provisioned concurrency on {name}:{ALIAS} was not READY within 30 minutes")
 
 
+def url_cors(stack: Stack) -> dict | None:
+    """The function URL's own CORS, for the stack's origins: with IAM auth a browser's preflight cannot
+    be signed, so the URL must answer it before auth. Same origins as the proxy's own CORS headers."""
+    origins = stack.function.cors_allow_origins
+    if not origins:
+        return None
+    return {
+        "AllowOrigins": list(origins),
+        "AllowMethods": ["POST"],
+        # Content-Type, and the headers of a SigV4-signed request.
+        "AllowHeaders": [
+            "authorization",
+            "content-type",
+            "x-amz-content-sha256",
+            "x-amz-date",
+            "x-amz-security-token",
+        ],
+        "ExposeHeaders": ["retry-after"],
+        "MaxAge": 600,
+    }
+
+
+def _same_cors(current: dict | None, wanted: dict | None) -> bool:
+    """Compares what deploy sets, ignoring case and order (the service may echo either differently)."""
+    current = current or {}
+    if wanted is None:
+        return not current.get("AllowOrigins")
+
+    def norm(value: object) -> object:
+        return sorted(v.lower() for v in value) if isinstance(value, list) else value
+
+    return all(norm(current.get(k)) == norm(v) for k, v in wanted.items())
+
+
 def _ensure_url(run: Run) -> None:
     aws, name = run.client("lambda"), run.stack.function_name
     try:
@@ -216,13 +250,18 @@ def _ensure_url(run: Run) -> None:
             raise
         current = None
     label = f"{name}:{ALIAS}"
+    cors = url_cors(run.stack)
+    # Updating to no origins leaves an empty list: no origin gets CORS headers.
+    settings = {"AuthType": "AWS_IAM", "Cors": cors or {"AllowOrigins": []}}
+    detail = "IAM auth" + (f", CORS for {', '.join(cors['AllowOrigins'])}" if cors else "")
     if run.stack.function.function_url:
-        if current and current["AuthType"] == "AWS_IAM":
+        if current and current["AuthType"] == "AWS_IAM" and _same_cors(current.get("Cors"), cors):
             run.apply("function url", label, "unchanged", current["FunctionUrl"])
-        elif current and run.apply("function url", label, "update", "IAM auth"):
-            aws.update_function_url_config(FunctionName=name, Qualifier=ALIAS, AuthType="AWS_IAM")
-        elif not current and run.apply("function url", label, "create", "IAM auth"):
-            aws.create_function_url_config(FunctionName=name, Qualifier=ALIAS, AuthType="AWS_IAM")
+        elif current and run.apply("function url", label, "update", detail):
+            aws.update_function_url_config(FunctionName=name, Qualifier=ALIAS, **settings)
+        elif not current and run.apply("function url", label, "create", detail):
+            extra = {"Cors": cors} if cors else {}
+            aws.create_function_url_config(FunctionName=name, Qualifier=ALIAS, AuthType="AWS_IAM", **extra)
     elif current and run.apply("function url", label, "delete"):
         aws.delete_function_url_config(FunctionName=name, Qualifier=ALIAS)
 

@@ -317,3 +317,22 @@ def test_a_new_address_replaces_the_topic_and_its_subscription(make_run, operate
     subscriptions = sns.list_subscriptions_by_topic(TopicArn=topic["TopicArn"])["Subscriptions"]
     assert [s["Endpoint"] for s in subscriptions] == ["oncall-2@example.com"]
     assert all(a["AlarmActions"] == [topic["TopicArn"]] for a in alarms_by_name().values())
+
+
+def test_cors_origins_reach_the_function_url_so_preflights_are_answered_before_iam_auth(
+    make_run, operated, operated_doc, write_stack
+):
+    lifecycle.up(make_run(path=operated), publish=record_in_ecr)
+    aws_lambda = boto3.client("lambda")
+
+    cors = aws_lambda.get_function_url_config(FunctionName="kennel-proxy", Qualifier="live")["Cors"]
+    assert cors["AllowOrigins"] == ["https://app.example.com"]
+    assert cors["AllowMethods"] == ["POST"]
+    assert "x-amz-date" in cors["AllowHeaders"]
+
+    del operated_doc["lambda"]["cors_allow_origins"]
+    done = lifecycle.up(make_run(path=write_stack(operated_doc, "no-cors.toml")), publish=record_in_ecr)
+    assert ("function url", "update") in [(c.kind, c.action) for c in done.changed()]
+    url = aws_lambda.get_function_url_config(FunctionName="kennel-proxy", Qualifier="live")
+    assert url["Cors"]["AllowOrigins"] == []
+    assert url["AuthType"] == "AWS_IAM"
