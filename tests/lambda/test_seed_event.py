@@ -9,6 +9,7 @@ test machines are.
 """
 
 import datetime
+import errno
 import http.server
 import ipaddress
 import json
@@ -103,7 +104,7 @@ def seed_host(tmp_path: Path) -> Iterator[SeedHost]:
             server = http.server.ThreadingHTTPServer((address, 443), Handler)
             break
         except OSError as err:
-            if err.errno != 98:  # EADDRINUSE
+            if err.errno != errno.EADDRINUSE:
                 raise
     server.daemon_threads = True
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
