@@ -426,13 +426,14 @@ class _Table:
 LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:\d{1,5})?$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+SIZED = re.compile(r"^ml\.[a-z0-9]+\.(medium|large|\d*xlarge)$")
 # Lambda's synchronous payload and SageMaker's real-time request both stop at 6 MB.
 MAX_IMAGE_BYTES = 6 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class DataCapture:
-    """SageMaker data capture: this share of requests and answers, as JSON Lines under `s3_prefix`."""
+    """SageMaker data capture: this share of requests and answers, as JSON Lines under s3://BUCKET/PREFIX/`prefix`/."""
 
     sampling_percentage: int
     prefix: str
@@ -457,6 +458,11 @@ class Alarms:
 
 def _with_operations(stack: Stack, top: "_Table", endpoint: "_Table", fn: "_Table") -> Stack:
     """The optional keys for operating the stack, read into a copy of `stack`."""
+    if not SIZED.match(stack.endpoint.instance_type):
+        raise StackError(
+            f"endpoint.instance_type: {stack.endpoint.instance_type!r} has no size that names its vCPU count "
+            "(medium, large, xlarge, 2xlarge, ...), which the CPU alarm and dashboard need"
+        )
     capture = endpoint.table("data_capture", required=False)
     data_capture = None
     if capture.present:

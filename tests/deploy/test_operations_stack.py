@@ -55,6 +55,7 @@ CASES = [
     ("alarms.lambda_errors", 0.5, "alarms.lambda_errors: must be an integer"),
     ("alarms.endpoint_5xx_rate", 1, "alarms.endpoint_5xx_rate: unknown key"),
     ("alarms.email", "oncall", "alarms.email: 'oncall' does not match"),
+    ("endpoint.instance_type", "ml.c5.metal", "endpoint.instance_type: 'ml.c5.metal' has no size"),
 ]
 
 
