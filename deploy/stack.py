@@ -433,7 +433,7 @@ MAX_IMAGE_BYTES = 6 * 1024 * 1024
 
 @dataclass(frozen=True)
 class DataCapture:
-    """SageMaker data capture: this share of requests and answers, as JSON Lines under s3://BUCKET/PREFIX/`prefix`/."""
+    """SageMaker data capture: this share of requests and answers, as JSON Lines under `prefix`."""
 
     sampling_percentage: int
     prefix: str
