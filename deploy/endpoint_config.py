@@ -26,8 +26,30 @@ def variant(run: Run, model: str) -> dict[str, Any]:
     }
 
 
+def data_capture(run: Run) -> dict[str, Any] | None:
+    """SageMaker data capture of requests and answers, or None when the stack leaves it off. JSON bodies
+    are captured as text; images are captured base64-encoded, as SageMaker does for binary types."""
+    capture = run.stack.endpoint.data_capture
+    if capture is None:
+        return None
+    return {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": capture.sampling_percentage,
+        "DestinationS3Uri": run.stack.s3_uri(capture.prefix),
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
+    }
+
+
+def _definition(run: Run, model: str) -> dict[str, Any]:
+    """What the config's name hashes: the variant, and data capture when on (so turning it on or off
+    is a new config, rolled out blue/green like any other change)."""
+    capture = data_capture(run)
+    return variant(run, model) if capture is None else {**variant(run, model), "DataCaptureConfig": capture}
+
+
 def config_name(run: Run, model: str) -> str:
-    digest = hashlib.sha256(json.dumps(variant(run, model), sort_keys=True).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(json.dumps(_definition(run, model), sort_keys=True).encode()).hexdigest()[:12]
     return f"{run.stack.name}-{PREFIX}{digest}"
 
 
@@ -48,12 +70,23 @@ def ensure_endpoint_config(run: Run, model: str) -> str:
         "endpoint config",
         name,
         "create",
-        f"{run.stack.endpoint.instance_count} x {run.stack.endpoint.instance_type}",
+        f"{run.stack.endpoint.instance_count} x {run.stack.endpoint.instance_type}" + _capture_detail(run),
     ):
+        capture = data_capture(run)
         run.client("sagemaker").create_endpoint_config(
-            EndpointConfigName=name, ProductionVariants=[variant(run, model)], Tags=run.tag_list()
+            EndpointConfigName=name,
+            ProductionVariants=[variant(run, model)],
+            Tags=run.tag_list(),
+            **({"DataCaptureConfig": capture} if capture else {}),
         )
     return name
+
+
+def _capture_detail(run: Run) -> str:
+    capture = data_capture(run)
+    if capture is None:
+        return ""
+    return f", data capture {capture['InitialSamplingPercentage']}% to {capture['DestinationS3Uri']}/"
 
 
 def delete_endpoint_configs(run: Run, keep: str | None = None) -> None:

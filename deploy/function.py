@@ -15,6 +15,7 @@ from pathlib import Path
 from botocore.exceptions import ClientError
 
 from deploy.aws import DeployError, Run, is_not_found
+from deploy.stack import Stack
 
 ALIAS = "live"
 HANDLER = "proxy.handler"
@@ -54,20 +55,42 @@ def invoke_read_timeout(timeout_seconds: int) -> int:
     return max(1, budget // INVOKE_ATTEMPTS - INVOKE_CONNECT_S)
 
 
-def configuration(run: Run, role_arn: str) -> dict:
-    fn = run.stack.function
+def environment(stack: Stack) -> dict[str, str]:
+    """The proxy's settings (the variables lambda/proxy.py reads); a key the stack leaves out is left
+    out here too, so the proxy's own default applies."""
+    fn = stack.function
     variables = {
-        "SAGEMAKER_ENDPOINT_NAME": run.stack.endpoint_name,
+        "SAGEMAKER_ENDPOINT_NAME": stack.endpoint_name,
         "KENNEL_MAX_ATTEMPTS": str(INVOKE_ATTEMPTS),
         "KENNEL_INVOKE_READ_TIMEOUT_S": str(invoke_read_timeout(fn.timeout_seconds)),
     }
+    if fn.allowed_url_hosts:
+        variables["KENNEL_ALLOWED_URL_HOSTS"] = ",".join(fn.allowed_url_hosts)
+    if fn.max_image_bytes is not None:
+        variables["KENNEL_MAX_IMAGE_BYTES"] = str(fn.max_image_bytes)
+    if fn.cors_allow_origins:
+        variables["KENNEL_CORS_ALLOW_ORIGINS"] = ",".join(fn.cors_allow_origins)
+    return variables
+
+
+def settings_summary(stack: Stack) -> str:
+    """What `plan` shows of the proxy's request settings."""
+    fn = stack.function
+    hosts = ", ".join(fn.allowed_url_hosts) or "none (URL bodies refused)"
+    origins = ", ".join(fn.cors_allow_origins) or "none"
+    cap = f"{fn.max_image_bytes} bytes" if fn.max_image_bytes is not None else "default"
+    return f"URL hosts: {hosts}; image cap: {cap}; CORS origins: {origins}"
+
+
+def configuration(run: Run, role_arn: str) -> dict:
+    fn = run.stack.function
     return {
         "Runtime": fn.runtime,
         "Role": role_arn,
         "Handler": HANDLER,
         "MemorySize": fn.memory_mb,
         "Timeout": fn.timeout_seconds,
-        "Environment": {"Variables": variables},
+        "Environment": {"Variables": environment(run.stack)},
     }
 
 
@@ -91,7 +114,8 @@ def ensure_function(run: Run, role_arn: str) -> None:
     wanted = configuration(run, role_arn)
     latest = get_configuration(run)
     if latest is None:
-        if run.apply("lambda function", name, "create", f"{len(code)} byte zip"):
+        detail = f"{len(code)} byte zip; {settings_summary(run.stack)}"
+        if run.apply("lambda function", name, "create", detail):
             aws.create_function(
                 FunctionName=name, Code={"ZipFile": code}, Tags=run.stack.all_tags(), **wanted
             )
@@ -104,7 +128,7 @@ def ensure_function(run: Run, role_arn: str) -> None:
             aws.get_waiter("function_updated_v2").wait(FunctionName=name)
         if _same(latest, wanted):
             run.apply("lambda configuration", name, "unchanged")
-        elif run.apply("lambda configuration", name, "update"):
+        elif run.apply("lambda configuration", name, "update", settings_summary(run.stack)):
             aws.update_function_configuration(FunctionName=name, **wanted)
             aws.get_waiter("function_updated_v2").wait(FunctionName=name)
     _ensure_alias(run, code_sha256(code), wanted)
@@ -183,6 +207,40 @@ def wait_provisioned(run: Run) -> None:
     raise DeployError(f"provisioned concurrency on {name}:{ALIAS} was not READY within 30 minutes")
 
 
+def url_cors(stack: Stack) -> dict | None:
+    """The function URL's own CORS, for the stack's origins: with IAM auth a browser's preflight cannot
+    be signed, so the URL must answer it before auth. Same origins as the proxy's own CORS headers."""
+    origins = stack.function.cors_allow_origins
+    if not origins:
+        return None
+    return {
+        "AllowOrigins": list(origins),
+        "AllowMethods": ["POST"],
+        # Content-Type, and the headers of a SigV4-signed request.
+        "AllowHeaders": [
+            "authorization",
+            "content-type",
+            "x-amz-content-sha256",
+            "x-amz-date",
+            "x-amz-security-token",
+        ],
+        "ExposeHeaders": ["retry-after"],
+        "MaxAge": 600,
+    }
+
+
+def _same_cors(current: dict | None, wanted: dict | None) -> bool:
+    """Compares what deploy sets, ignoring case and order (the service may echo either differently)."""
+    current = current or {}
+    if wanted is None:
+        return not current.get("AllowOrigins")
+
+    def norm(value: object) -> object:
+        return sorted(v.lower() for v in value) if isinstance(value, list) else value
+
+    return all(norm(current.get(k)) == norm(v) for k, v in wanted.items())
+
+
 def _ensure_url(run: Run) -> None:
     aws, name = run.client("lambda"), run.stack.function_name
     try:
@@ -192,13 +250,18 @@ def _ensure_url(run: Run) -> None:
             raise
         current = None
     label = f"{name}:{ALIAS}"
+    cors = url_cors(run.stack)
+    # Updating to no origins leaves an empty list: no origin gets CORS headers.
+    settings = {"AuthType": "AWS_IAM", "Cors": cors or {"AllowOrigins": []}}
+    detail = "IAM auth" + (f", CORS for {', '.join(cors['AllowOrigins'])}" if cors else "")
     if run.stack.function.function_url:
-        if current and current["AuthType"] == "AWS_IAM":
+        if current and current["AuthType"] == "AWS_IAM" and _same_cors(current.get("Cors"), cors):
             run.apply("function url", label, "unchanged", current["FunctionUrl"])
-        elif current and run.apply("function url", label, "update", "IAM auth"):
-            aws.update_function_url_config(FunctionName=name, Qualifier=ALIAS, AuthType="AWS_IAM")
-        elif not current and run.apply("function url", label, "create", "IAM auth"):
-            aws.create_function_url_config(FunctionName=name, Qualifier=ALIAS, AuthType="AWS_IAM")
+        elif current and run.apply("function url", label, "update", detail):
+            aws.update_function_url_config(FunctionName=name, Qualifier=ALIAS, **settings)
+        elif not current and run.apply("function url", label, "create", detail):
+            extra = {"Cors": cors} if cors else {}
+            aws.create_function_url_config(FunctionName=name, Qualifier=ALIAS, AuthType="AWS_IAM", **extra)
     elif current and run.apply("function url", label, "delete"):
         aws.delete_function_url_config(FunctionName=name, Qualifier=ALIAS)
 

@@ -69,7 +69,17 @@ def hosting_policy(run: Run) -> Policy:
         _allow("WriteLogs", ["logs:CreateLogStream", "logs:PutLogEvents"], [f"{group}:log-stream:*"]),
         _allow("DescribeLogs", ["logs:DescribeLogStreams"], [f"{group}:*"]),
         _metrics(),
+        *_data_capture(run),
     )
+
+
+def _data_capture(run: Run) -> list[dict[str, Any]]:
+    """With data capture on, SageMaker writes the capture files as the hosting role: only there."""
+    capture, stack = run.stack.endpoint.data_capture, run.stack
+    if capture is None:
+        return []
+    prefix = f"arn:{run.partition}:s3:::{stack.bucket}/{stack.prefix}/{capture.prefix}/*"
+    return [_allow("WriteDataCapture", ["s3:PutObject"], [prefix])]
 
 
 def training_policy(run: Run) -> Policy:

@@ -4,7 +4,20 @@
 only records what it would do. So the plan is what `up` then does, by construction.
 """
 
-from deploy import autoscaling, ecr, endpoint, endpoint_config, function, iam, logs, model, s3
+from deploy import (
+    alarms,
+    autoscaling,
+    dashboard,
+    ecr,
+    endpoint,
+    endpoint_config,
+    function,
+    iam,
+    logs,
+    model,
+    notifications,
+    s3,
+)
 from deploy.aws import Run
 
 
@@ -35,12 +48,18 @@ def up(run: Run, publish: ecr.Publisher = ecr.build_and_push) -> Run:
     model.delete_models(run, keep=model_name)
     autoscaling.ensure_scaling(run)
     function.ensure_function(run, arns[stack.lambda_role])
+    notifications.ensure_topic(run)
+    alarms.ensure_alarms(run)
+    dashboard.ensure_dashboard(run)
     return run
 
 
 def down(run: Run) -> Run:
     """Everything `up` made, in reverse; what is already gone counts as done. The bucket stays."""
     stack = run.stack
+    dashboard.delete_dashboard(run)
+    alarms.delete_alarms(run)
+    notifications.delete_topic(run)
     function.delete_function(run)
     autoscaling.delete_scaling(run)
     endpoint.delete_endpoint(run)
@@ -83,6 +102,7 @@ def status(run: Run) -> list[str]:
             f"cooldown in {tt.get('ScaleInCooldown')} s / out {tt.get('ScaleOutCooldown')} s"
         )
     lines.extend(_function_status(run))
+    lines.extend(alarms.status(run) + notifications.status(run))
     return lines
 
 

@@ -7,7 +7,7 @@ naming the key (for example `endpoint.instance_count`).
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ class Endpoint:
     startup_health_check_timeout_seconds: int
     model_download_timeout_seconds: int
     log_retention_days: int
+    data_capture: "DataCapture | None" = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,10 @@ class Lambda:
     provisioned_concurrency: int
     function_url: bool
     log_retention_days: int
+    # The proxy's URL fetching and CORS (lambda/proxy.py); empty or None: the proxy's own default.
+    allowed_url_hosts: tuple[str, ...] = ()
+    max_image_bytes: int | None = None
+    cors_allow_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,7 @@ class Stack:
     autoscaling: Autoscaling
     function: Lambda
     path: Path = field(compare=False)
+    alarms: "Alarms" = field(default_factory=lambda: Alarms())
 
     # Every resource name derives from `name`; lower case throughout because IAM matches endpoint ARNs
     # in lower case.
@@ -262,6 +268,7 @@ def parse(doc: dict[str, Any], base: Path, path: Path | None = None) -> Stack:
         ),
         path=path or base,
     )
+    stack = _with_operations(stack, top, endpoint, fn)
     for table in (top, images, s3, model, training, tuning, endpoint, scaling, fn):
         table.reject_unknown()
     return stack
@@ -368,3 +375,143 @@ class _Table:
         unknown = sorted(set(self.data) - self.read)
         if unknown:
             raise StackError(f"{self.key(unknown[0])}: unknown key")
+
+    # Optional keys of the operations tables (see the end of this module).
+    def optional_integer(self, name: str, minimum: int, maximum: int | None = None) -> int | None:
+        return self.integer(name, minimum, maximum) if name in self.data else self._get(name, False)
+
+    def optional_number(self, name: str) -> float | None:
+        return self.number(name) if name in self.data else self._get(name, False)
+
+    def optional_percent(self, name: str) -> float | None:
+        value = self.optional_number(name)
+        if value is not None and value > 100:
+            raise StackError(f"{self.key(name)}: {value:g} is a percentage, at most 100")
+        return value
+
+    def optional_string(self, name: str, default: str | None, pattern: re.Pattern) -> str | None:
+        value = self.string(name, required=False, pattern=pattern)
+        return default if value is None else value
+
+    def host_names(self, name: str) -> tuple[str, ...]:
+        value = self._get(name, False)
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise StackError(f"{self.key(name)}: must be a list of host names")
+        return tuple(_host_name(self.key(name), v) for v in value)
+
+    def origins(self, name: str) -> tuple[str, ...]:
+        value = self._get(name, False)
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise StackError(f"{self.key(name)}: must be a list of origins")
+        for origin in value:
+            if origin == "*":
+                raise StackError(
+                    f"{self.key(name)}: '*' is refused; list each origin, like https://app.example.com"
+                )
+            if not isinstance(origin, str) or not ORIGIN.match(origin.lower()):
+                raise StackError(
+                    f"{self.key(name)}: {origin!r} is not an origin (scheme://host[:port], no path), "
+                    "like https://app.example.com"
+                )
+        return tuple(origin.lower() for origin in value)
+
+
+# Operating the stack: the proxy's URL fetching and CORS, endpoint data capture, alarms.
+
+# One DNS label; a host name is two or more of them and does not end in a number (that is an address).
+LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:\d{1,5})?$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+SIZED = re.compile(r"^ml\.[a-z0-9]+\.(medium|large|\d*xlarge)$")
+# Lambda's synchronous payload and SageMaker's real-time request both stop at 6 MB.
+MAX_IMAGE_BYTES = 6 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DataCapture:
+    """SageMaker data capture: this share of requests and answers, as JSON Lines under `prefix`."""
+
+    sampling_percentage: int
+    prefix: str
+
+
+@dataclass(frozen=True)
+class Alarms:
+    """Alarm thresholds; None means that alarm is not created. `email` subscribes to the alarm topic."""
+
+    evaluation_minutes: int = 5
+    endpoint_5xx_percent: float | None = None
+    endpoint_4xx_percent: float | None = None
+    latency_p99_ms: float | None = None
+    cpu_percent: float | None = None
+    at_max_instances_minutes: int | None = None
+    lambda_errors: int | None = None
+    lambda_throttles: int | None = None
+    lambda_duration_percent: float | None = None
+    lambda_spillover: int | None = None
+    email: str | None = None
+
+
+def _with_operations(stack: Stack, top: "_Table", endpoint: "_Table", fn: "_Table") -> Stack:
+    """The optional keys for operating the stack, read into a copy of `stack`."""
+    if not SIZED.match(stack.endpoint.instance_type):
+        raise StackError(
+            f"endpoint.instance_type: {stack.endpoint.instance_type!r} has no size that names its vCPU count "
+            "(medium, large, xlarge, 2xlarge, ...), which the CPU alarm and dashboard need"
+        )
+    capture = endpoint.table("data_capture", required=False)
+    data_capture = None
+    if capture.present:
+        data_capture = DataCapture(
+            sampling_percentage=capture.integer("sampling_percentage", minimum=1, maximum=100),
+            prefix=capture.optional_string("prefix", "data-capture", PREFIX),
+        )
+        capture.reject_unknown()
+    function = replace(
+        stack.function,
+        allowed_url_hosts=fn.host_names("allowed_url_hosts"),
+        max_image_bytes=fn.optional_integer("max_image_bytes", 1, MAX_IMAGE_BYTES),
+        cors_allow_origins=fn.origins("cors_allow_origins"),
+    )
+    alarms = top.table("alarms", required=False)
+    settings = Alarms()
+    if alarms.present:
+        settings = Alarms(
+            evaluation_minutes=alarms.optional_integer("evaluation_minutes", 1, 60) or 5,
+            endpoint_5xx_percent=alarms.optional_percent("endpoint_5xx_percent"),
+            endpoint_4xx_percent=alarms.optional_percent("endpoint_4xx_percent"),
+            latency_p99_ms=alarms.optional_number("latency_p99_ms"),
+            cpu_percent=alarms.optional_percent("cpu_percent"),
+            at_max_instances_minutes=alarms.optional_integer("at_max_instances_minutes", 1, 1440),
+            lambda_errors=alarms.optional_integer("lambda_errors", 1),
+            lambda_throttles=alarms.optional_integer("lambda_throttles", 1),
+            lambda_duration_percent=alarms.optional_percent("lambda_duration_percent"),
+            lambda_spillover=alarms.optional_integer("lambda_spillover", 1),
+            email=alarms.optional_string("email", None, EMAIL),
+        )
+        alarms.reject_unknown()
+    return replace(
+        stack, endpoint=replace(stack.endpoint, data_capture=data_capture), function=function, alarms=settings
+    )
+
+
+def _host_name(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise StackError(f"{key}: each entry must be a non-empty string")
+    if "*" in value:
+        raise StackError(f"{key}: {value!r}: wildcards are refused; list each host name")
+    if "/" in value or "@" in value:
+        raise StackError(f"{key}: {value!r} is a URL; give only the host name, like images.example.com")
+    host, _, port = value.lower().partition(":")
+    labels = host.split(".")
+    if value.startswith("[") or labels[-1].isdigit():
+        raise StackError(f"{key}: {value!r} is an address; give the host name the URLs use")
+    if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise StackError(f"{key}: {value!r}: the port must be a number from 1 to 65535")
+    if len(labels) < 2 or len(host) > 253 or not all(LABEL.match(label) for label in labels):
+        raise StackError(f"{key}: {value!r} is not a host name like images.example.com")
+    return value.lower()

@@ -190,7 +190,10 @@ class UrlFetcher:
         host = (parts.hostname or "").rstrip(".")
         key = host if port == 443 else f"{host}:{port}"
         if not host or key not in self.policy.allowed_hosts:
-            raise UrlNotAllowed(f"the host {key!r} is not on the allow-list")
+            raise UrlNotAllowed(
+                f"the host {key!r} is not on the allow-list: add it to lambda.allowed_url_hosts in the "
+                "stack file (KENNEL_ALLOWED_URL_HOSTS when run locally)"
+            )
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return host, port, target
 

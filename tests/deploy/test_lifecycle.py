@@ -139,6 +139,9 @@ def test_plan_matches_an_update_of_lambda_and_scaling(make_run, stack_doc, write
         ("scalable target", "update"),
         ("lambda configuration", "update"),
         ("lambda alias", "update"),
+        # The at-maximum alarm and the dashboard's instance graph follow the auto-scaling maximum.
+        ("alarm", "update"),
+        ("dashboard", "update"),
     }
     live = boto3.client("lambda").get_function_configuration(FunctionName="kennel-proxy", Qualifier="live")
     assert (live["Version"], live["MemorySize"]) == ("2", 1024)
@@ -167,7 +170,7 @@ def test_down_removes_everything_and_is_safe_to_repeat(make_run):
 def test_cli_plan_and_status(stack_file, capsys):
     assert cli.main(["plan", "--stack", str(stack_file)]) == 0
     out = capsys.readouterr().out
-    assert "would create  endpoint" in out and "plan: 25 change(s), 0 unchanged" in out
+    assert "would create  endpoint" in out and "plan: 34 change(s), 0 unchanged" in out
     assert cli.main(["status", "--stack", str(stack_file)]) == 0
     assert "endpoint kennel-endpoint: absent" in capsys.readouterr().out
 
