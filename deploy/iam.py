@@ -69,7 +69,42 @@ def hosting_policy(run: Run) -> Policy:
         _allow("WriteLogs", ["logs:CreateLogStream", "logs:PutLogEvents"], [f"{group}:log-stream:*"]),
         _allow("DescribeLogs", ["logs:DescribeLogStreams"], [f"{group}:*"]),
         _metrics(),
+        *_batch_transform(run),
     )
+
+
+def _batch_transform(run: Run) -> list[dict[str, Any]]:
+    """With a [transform] table, the model's role also reads the transform input prefix and writes the
+    output prefix (SageMaker's batch transform uses the model's role), and writes its jobs' logs."""
+    stack = run.stack
+    if stack.transform is None:
+        return []
+    base = f"{stack.prefix}/transform"
+    group = _log_group(run, "/aws/sagemaker/TransformJobs")
+    return [
+        _allow(
+            "ListTransformInput",
+            ["s3:ListBucket"],
+            [f"arn:{run.partition}:s3:::{stack.bucket}"],
+            Condition={"StringLike": {"s3:prefix": [f"{base}/input/*"]}},
+        ),
+        _allow(
+            "ReadTransformInput",
+            ["s3:GetObject"],
+            [f"arn:{run.partition}:s3:::{stack.bucket}/{base}/input/*"],
+        ),
+        _allow(
+            "WriteTransformOutput",
+            ["s3:PutObject"],
+            [f"arn:{run.partition}:s3:::{stack.bucket}/{base}/output/*"],
+        ),
+        _allow("CreateTransformLogGroup", ["logs:CreateLogGroup"], [f"{group}:*"]),
+        _allow(
+            "WriteTransformLogs",
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            [f"{group}:log-stream:{stack.name}-*"],
+        ),
+    ]
 
 
 def training_policy(run: Run) -> Policy:
