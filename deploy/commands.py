@@ -235,7 +235,8 @@ def batch_transform(args: argparse.Namespace, run: Run) -> int:
 
     Runs a batch transform job with the serving image and the model the endpoint serves, over the
     images (or JSON Lines) under INPUT_PREFIX, as the stack's [transform] table says; follows it and
-    summarises the output: records, inputs without a result, and where the results are."""
+    summarises the output: records, inputs without a result, and where the results are. Exits 1 when
+    an input has no result."""
     source, target = (
         transform.resolve(run, args.input, "input"),
         transform.resolve(run, args.output, "output"),
@@ -245,5 +246,6 @@ def batch_transform(args: argparse.Namespace, run: Run) -> int:
     stopped = _following(args, name, lambda: follow.follow_transform(run, name))
     if stopped is not None:
         return stopped
-    print("\n".join(transform.summarise(run, name, source, target).lines()))
-    return 0
+    summary = transform.summarise(run, name, source, target)
+    print("\n".join(summary.lines()))
+    return 1 if summary.missing else 0

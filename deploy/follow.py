@@ -18,6 +18,8 @@ from botocore.exceptions import ClientError
 from deploy.aws import DeployError, Run, is_not_found
 
 TERMINAL = {"Completed", "Failed", "Stopped"}
+# Seconds between polls while following (at most): log lines show up within this long.
+FOLLOW_SECONDS = 10
 TRAINING_LOGS = "/aws/sagemaker/TrainingJobs"
 TRANSFORM_LOGS = "/aws/sagemaker/TransformJobs"
 # What a user should know about a training job's spot-related secondary statuses.
@@ -92,7 +94,7 @@ def _loop(run: Run, poll: Callable[[], str], tail: LogTail) -> None:
             run.say(line)
         if status in TERMINAL:
             return
-        time.sleep(run.poll_seconds)
+        time.sleep(min(run.poll_seconds, FOLLOW_SECONDS))
 
 
 def follow_training(run: Run, name: str) -> dict[str, Any]:

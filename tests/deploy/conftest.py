@@ -168,12 +168,16 @@ def session(monkeypatch: pytest.MonkeyPatch) -> boto3.Session:
 
 def overlay(session: boto3.Session, operation: str, script: list[dict]) -> list[dict]:
     """Lays the next entry of `script` over moto's answer to each `operation` call (the last one stays):
-    the states a job passes through, which moto skips by finishing jobs at once. The call itself still
-    goes to moto. Returns the list of answers the code under test saw."""
+    the states a job passes through, which moto skips by finishing jobs at once (a None value removes
+    the key). The call itself still goes to moto. Returns the list of answers the code under test saw."""
     seen: list[dict] = []
 
     def replace(parsed: dict, **kwargs) -> None:
-        parsed.update(script[min(len(seen), len(script) - 1)])
+        for key, value in script[min(len(seen), len(script) - 1)].items():
+            if value is None:
+                parsed.pop(key, None)
+            else:
+                parsed[key] = value
         seen.append(dict(parsed))
 
     session.events.register(f"after-call.sagemaker.{operation}", replace)

@@ -170,6 +170,30 @@ def test_stop_asks_sagemaker_to_stop_the_job(
     assert f"stop: asked SageMaker to stop {kind} job {name}" in capsys.readouterr().out
 
 
+def test_stop_a_transform_job(stack_file, stubbed, capsys):
+    sagemaker = boto3.client("sagemaker")
+    sagemaker.create_model(
+        ModelName="kennel-model-1",
+        PrimaryContainer={
+            "Image": "x/kennel-serve:test1",
+            "ModelDataUrl": "s3://kennel-example-data/m.tar.gz",
+        },
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/kennel-sagemaker-hosting",
+    )
+    sagemaker.create_transform_job(
+        TransformJobName="kennel-transform1",
+        ModelName="kennel-model-1",
+        TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/in/"}}},
+        TransformOutput={"S3OutputPath": "s3://b/out/"},
+        TransformResources={"InstanceType": "ml.c5.xlarge", "InstanceCount": 1},
+    )
+    stubbed("StopTransformJob").add_response(
+        "stop_transform_job", {}, {"TransformJobName": "kennel-transform1"}
+    )
+    assert cli.main(["stop", "--stack", str(stack_file), "kennel-transform1"]) == 0
+    assert "stop: asked SageMaker to stop transform job kennel-transform1" in capsys.readouterr().out
+
+
 def test_stop_and_follow_name_an_unknown_job(stack_file, capsys):
     assert cli.main(["stop", "--stack", str(stack_file), "kennel-nothing"]) == 1
     assert "no training, tuning or transform job named kennel-nothing" in capsys.readouterr().err

@@ -74,6 +74,7 @@ def tuning_script() -> list[dict]:
         {
             "HyperParameterTuningJobStatus": "InProgress",
             "TrainingJobStatusCounters": COUNTERS | {"InProgress": 2},
+            "BestTrainingJob": None,
         },
         {
             "HyperParameterTuningJobStatus": "Completed",
@@ -128,9 +129,15 @@ def test_tune_wait_promote_prints_the_trials_best_first_and_rewrites_the_stack(
     assert cli.main(["tune", "--stack", str(commented_stack), "--wait", "--promote"]) == 0
     out = capsys.readouterr().out.splitlines()
     name = names[0]
-    assert f"{name}: trials 0 completed, 2 running, 0 failed, 0 stopped" in out
-    assert f"{name}: best so far {name}-002-1b2c3d4e: validation:accuracy = 0.86" in out
-    table = out[out.index(next(line for line in out if line.startswith("#  trial"))) :]
+    followed = out[out.index(f"tune: started {name}") + 1 :]
+    assert followed[:5] == [
+        f"{name}: InProgress",
+        f"{name}: trials 0 completed, 2 running, 0 failed, 0 stopped",
+        f"{name}: Completed",
+        f"{name}: trials 3 completed, 0 running, 1 failed, 0 stopped",
+        f"{name}: best so far {name}-002-1b2c3d4e: validation:accuracy = 0.86",
+    ]
+    table = followed[5:]
     assert table[0].split() == ["#", "trial", "batch_size", "lr", "validation:accuracy", "status", "duration"]
     assert [row.split() for row in table[1:5]] == [
         ["1", f"{name}-002-1b2c3d4e", "32", "0.0112", "0.86", "Completed", "25m00s"],
