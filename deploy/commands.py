@@ -75,14 +75,17 @@ def _job_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _following(args: argparse.Namespace, name: str, fn: Callable[[], object]) -> int | None:
-    """Runs `fn`, which follows job `name`; Ctrl-C stops following (not the job) and says what next."""
+INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C
+
+
+def _following(args: argparse.Namespace, name: str, fn: Callable[[], dict]) -> dict | None:
+    """`fn()` follows job `name` and returns its description; Ctrl-C stops following (not the job),
+    prints how to follow it again or stop it, and returns None."""
     try:
-        fn()
+        return fn()
     except KeyboardInterrupt:
         print("\n" + follow.hint(str(args.stack), name), file=sys.stderr)
-        return 130
-    return None
+        return None
 
 
 @command("train", _job_arguments)
@@ -99,10 +102,9 @@ def train(args: argparse.Namespace, run: Run) -> int:
     name = training.start_training(run, definitions)
     print(f"train: started {name}")
     if args.wait:
-        described: dict = {}
-        stopped = _following(args, name, lambda: described.update(follow.follow_training(run, name)))
-        if stopped is not None:
-            return stopped
+        described = _following(args, name, lambda: follow.follow_training(run, name))
+        if described is None:
+            return INTERRUPTED
         print(f"train: {name} completed: {described['ModelArtifacts']['S3ModelArtifacts']}")
     return 0
 
@@ -130,9 +132,8 @@ def tune(args: argparse.Namespace, run: Run) -> int:
     name = training.start_tuning(run, definitions)
     print(f"tune: started {name}")
     if args.wait or args.promote:
-        stopped = _following(args, name, lambda: follow.follow_tuning(run, name))
-        if stopped is not None:
-            return stopped
+        if _following(args, name, lambda: follow.follow_tuning(run, name)) is None:
+            return INTERRUPTED
         found = trials.list_trials(run, name)
         print("\n".join(found.table()))
         if args.promote:
@@ -180,7 +181,7 @@ def follow_job(args: argparse.Namespace, run: Run) -> int:
 
     Follows a running (or finished) training, tuning or transform job to its end: status changes and its
     log lines from the start. Ctrl-C stops following; the job runs on."""
-    return _following(args, args.job, lambda: follow.follow(run, args.job)) or 0
+    return INTERRUPTED if _following(args, args.job, lambda: follow.follow(run, args.job)) is None else 0
 
 
 @command("stop", _job_name_argument)
@@ -243,9 +244,8 @@ def batch_transform(args: argparse.Namespace, run: Run) -> int:
     )
     name = transform.start(run, source, target)
     print(f"transform: started {name} ({source} -> {target})")
-    stopped = _following(args, name, lambda: follow.follow_transform(run, name))
-    if stopped is not None:
-        return stopped
+    if _following(args, name, lambda: follow.follow_transform(run, name)) is None:
+        return INTERRUPTED
     summary = transform.summarise(run, name, source, target)
     print("\n".join(summary.lines()))
     return 1 if summary.missing else 0

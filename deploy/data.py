@@ -183,6 +183,7 @@ class PushReport:
     sizes: Counter = field(default_factory=Counter)  # split -> bytes
     uploaded: Counter = field(default_factory=Counter)  # split -> files sent
     only_remote: int = 0
+    hidden: int = 0
 
     def lines(self) -> list[str]:
         out = [f"{'split':<6} {'files':>7} {'MB':>9} {'uploaded':>9} {'unchanged':>9}"]
@@ -190,6 +191,8 @@ class PushReport:
             n, sent = self.files[split], self.uploaded[split]
             out.append(f"{split:<6} {n:>7} {self.sizes[split] / 1e6:>9.1f} {sent:>9} {n - sent:>9}")
         out.append(f"{self.classes} classes in s3://{self.prefix}")
+        if self.hidden:
+            out.append(f"{self.hidden} hidden file(s) such as .DS_Store were not uploaded")
         if self.only_remote:
             out.append(
                 f"{self.only_remote} object(s) under that prefix are not in the folder and were left there;"
@@ -210,7 +213,7 @@ def push(run: Run, root: Path, channel: str | None = None, config: TransferConfi
     s3.ensure_bucket(run)
     prefix = f"{stack.prefix}/data/{channel}/"
     remote = remote_objects(run, prefix)
-    report = PushReport(f"{stack.bucket}/{prefix}", len(data.classes))
+    report = PushReport(f"{stack.bucket}/{prefix}", len(data.classes), hidden=len(data.ignored))
     todo = []
     for item in data.files:
         split = item.key.split("/", 1)[0]

@@ -67,6 +67,7 @@ def test_push_uploads_the_splits_and_a_second_push_uploads_nothing(dataset, stac
     out = capsys.readouterr().out
     assert summary(out) == {split: ["4", "0.0", "4", "0"] for split in data.SPLITS}
     assert "2 classes in s3://kennel-example-data/kennel/data/training/" in out
+    assert "1 hidden file(s) such as .DS_Store were not uploaded" in out
     first = objects()
     assert sorted(first) == sorted(
         f"{PREFIX}{split}/{breed}/{breed}_{n}.jpg"
