@@ -35,7 +35,8 @@ def up(args: argparse.Namespace, run: Run) -> int:
 def down(args: argparse.Namespace, run: Run) -> int:
     """python -m deploy down --stack deploy/stack.example.toml
 
-    Removes what `up` created, in reverse order; safe to repeat. The S3 bucket and its data stay."""
+    Removes what `up` created (and the training repository `train` and `tune` made), in reverse order;
+    safe to repeat. The S3 bucket and its data stay."""
     lifecycle.down(run)
     print(f"down: {len(run.changed())} removed")
     return 0
