@@ -104,14 +104,16 @@ def start(run: Run, input_uri: str, output_uri: str) -> str:
 
 
 def summarise(run: Run, name: str, input_uri: str, output_uri: str) -> Summary:
-    """Counts inputs, results and records (a JSON Lines result holds one record per line)."""
+    """Counts inputs, results and records: one per image result, one per line of a JSON Lines result
+    (only those are read)."""
     bucket_part = f"s3://{run.stack.bucket}/"
-    inputs = remote_objects(run, input_uri[len(bucket_part) :])
-    outputs = remote_objects(run, output_uri[len(bucket_part) :])
-    records = 0
-    s3 = run.client("s3")
-    for key in outputs:
-        body = s3.get_object(Bucket=run.stack.bucket, Key=output_uri[len(bucket_part) :] + key)["Body"]
-        records += sum(1 for line in body.iter_lines() if line.strip())
+    input_prefix, output_prefix = input_uri[len(bucket_part) :], output_uri[len(bucket_part) :]
+    inputs, outputs = remote_objects(run, input_prefix), remote_objects(run, output_prefix)
+    records = len(outputs)
+    if run.stack.transform and run.stack.transform.split_type == "Line":
+        s3, records = run.client("s3"), 0
+        for key in outputs:
+            body = s3.get_object(Bucket=run.stack.bucket, Key=output_prefix + key)["Body"]
+            records += sum(1 for line in body.iter_lines() if line.strip())
     missing = sorted(key for key in inputs if f"{key}.out" not in outputs)
     return Summary(name, len(inputs), len(outputs), records, missing, output_uri)
