@@ -1,9 +1,11 @@
 """The commands of `python -m deploy`; each docstring opens with how to run it."""
 
 import argparse
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from deploy import invoke, lifecycle, training
+from deploy import data, follow, invoke, lifecycle, training, transform, trials
 from deploy.aws import Run
 from deploy.cli import command, print_json
 
@@ -33,7 +35,8 @@ def up(args: argparse.Namespace, run: Run) -> int:
 def down(args: argparse.Namespace, run: Run) -> int:
     """python -m deploy down --stack deploy/stack.example.toml
 
-    Removes what `up` created, in reverse order; safe to repeat. The S3 bucket and its data stay."""
+    Removes what `up` created (and the training repository `train` and `tune` made), in reverse order;
+    safe to repeat. The S3 bucket and its data stay."""
     lifecycle.down(run)
     print(f"down: {len(run.changed())} removed")
     return 0
@@ -73,29 +76,177 @@ def _job_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C
+
+
+def _following(args: argparse.Namespace, name: str, fn: Callable[[], dict]) -> dict | None:
+    """`fn()` follows job `name` and returns its description; Ctrl-C stops following (not the job),
+    prints how to follow it again or stop it, and returns None."""
+    try:
+        return fn()
+    except KeyboardInterrupt:
+        print("\n" + follow.hint(str(args.stack), name), file=sys.stderr)
+        return None
+
+
 @command("train", _job_arguments)
 def train(args: argparse.Namespace, run: Run) -> int:
     """python -m deploy train --stack deploy/stack.example.toml [--wait]
 
-    Starts a training job (managed spot with S3 checkpoints) with the image `up` pushed; with --wait,
-    follows it and prints its final metrics or its FailureReason. Serve the result with
-    `model.training_job = "<job name>"` in the stack file and `up`."""
-    name = training.start_training(run, training.metric_definitions(args.metric_definitions))
+    Makes sure the training image is in ECR (building and pushing it if its tag is not), then starts a
+    training job (managed spot with S3 checkpoints) on s3://BUCKET/PREFIX/data/CHANNEL/. With --wait,
+    follows it: status changes, spot interruptions and resumes, the job's log lines as they arrive, and
+    its final metrics or FailureReason. Serve the result with `model.training_job = "<job name>"` in the
+    stack file and `up`."""
+    definitions = training.metric_definitions(args.metric_definitions)
+    training.ensure_training_image(run)
+    name = training.start_training(run, definitions)
     print(f"train: started {name}")
     if args.wait:
-        described = training.wait_training(run, name)
-        for metric in described.get("FinalMetricDataList", []):
-            print(f"  {metric['MetricName']} = {metric['Value']:g}")
+        described = _following(args, name, lambda: follow.follow_training(run, name))
+        if described is None:
+            return INTERRUPTED
         print(f"train: {name} completed: {described['ModelArtifacts']['S3ModelArtifacts']}")
     return 0
 
 
-@command("tune", _job_arguments)
-def tune(args: argparse.Namespace, run: Run) -> int:
-    """python -m deploy tune --stack deploy/stack.example.toml
+def _tune_arguments(parser: argparse.ArgumentParser) -> None:
+    _job_arguments(parser)
+    parser.add_argument(
+        "--promote",
+        action="store_true",
+        help="with --wait (implied): write the best completed trial into the stack file's [model]",
+    )
 
-    Starts a hyperparameter tuning job: lr continuous on a log scale, batch_size categorical, ranges
-    from the stack's [tuning] table, maximising validation:accuracy."""
-    name = training.start_tuning(run, training.metric_definitions(args.metric_definitions))
+
+@command("tune", _tune_arguments)
+def tune(args: argparse.Namespace, run: Run) -> int:
+    """python -m deploy tune --stack deploy/stack.example.toml [--wait] [--promote]
+
+    Makes sure the training image is in ECR, then starts a hyperparameter tuning job: lr continuous on a
+    log scale, batch_size categorical, ranges from the stack's [tuning] table, maximising
+    validation:accuracy. With --wait, follows it (trial counts, the best so far, every trial's log lines)
+    and ends with the trials table, best first; --promote then writes the best completed trial into the
+    stack file's [model] table, so that the next `up` serves it."""
+    definitions = training.metric_definitions(args.metric_definitions)
+    training.ensure_training_image(run)
+    name = training.start_tuning(run, definitions)
     print(f"tune: started {name}")
+    if args.wait or args.promote:
+        if _following(args, name, lambda: follow.follow_tuning(run, name)) is None:
+            return INTERRUPTED
+        found = trials.list_trials(run, name)
+        print("\n".join(found.table()))
+        if args.promote:
+            _promote(args, found)
     return 0
+
+
+def _promote(args: argparse.Namespace, found: trials.Trials) -> None:
+    best = found.best()
+    trials.promote(args.stack, best.name)
+    print(
+        f"promote: {args.stack} [model] now serves {best.name} ({found.metric} = {best.objective:g});"
+        f" run `python -m deploy up --stack {args.stack}` to deploy it"
+    )
+
+
+def _data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["push"], help="push: check, then upload what is not there yet")
+    parser.add_argument("dir", type=Path, metavar="DIR", help="the folder with train/ valid/ test/")
+    parser.add_argument(
+        "--channel", help="the training channel to fill (default: the first of training.channels)"
+    )
+
+
+@command("data", _data_arguments)
+def data_push(args: argparse.Namespace, run: Run) -> int:
+    """python -m deploy data push --stack deploy/stack.example.toml ~/dogImages
+
+    Checks an ImageFolder data set (train/ valid/ test/, the same classes in each, every file a readable
+    image) and uploads it to s3://BUCKET/PREFIX/data/CHANNEL/, where training jobs read it: parallel and
+    multipart, with a progress bar, skipping files already there with the same content. A bad layout is
+    reported file by file and nothing is uploaded."""
+    report = data.push(run, args.dir, args.channel)
+    print("\n".join(report.lines()))
+    return 0
+
+
+def _job_name_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job", metavar="JOB", help="a training, tuning or transform job name")
+
+
+@command("follow", _job_name_argument)
+def follow_job(args: argparse.Namespace, run: Run) -> int:
+    """python -m deploy follow --stack deploy/stack.example.toml JOB
+
+    Follows a running (or finished) training, tuning or transform job to its end: status changes and its
+    log lines from the start. Ctrl-C stops following; the job runs on."""
+    return INTERRUPTED if _following(args, args.job, lambda: follow.follow(run, args.job)) is None else 0
+
+
+@command("stop", _job_name_argument)
+def stop_job(args: argparse.Namespace, run: Run) -> int:
+    """python -m deploy stop --stack deploy/stack.example.toml JOB
+
+    Stops a training, tuning or transform job. A training job gets SIGTERM and saves a checkpoint first;
+    a tuning job stops all its running trials."""
+    kind = follow.stop(run, args.job)
+    print(
+        f"stop: asked SageMaker to stop {kind} job {args.job}; "
+        f"`python -m deploy follow --stack {args.stack} {args.job}` shows it end"
+    )
+    return 0
+
+
+def _tuning_job_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("tuning_job", metavar="TUNING_JOB", help="the tuning job's name")
+
+
+@command("trials", _tuning_job_argument)
+def show_trials(args: argparse.Namespace, run: Run) -> int:
+    """python -m deploy trials --stack deploy/stack.example.toml TUNING_JOB
+
+    The tuning job's trials, best first: hyperparameters, objective, status and duration."""
+    print("\n".join(trials.list_trials(run, args.tuning_job).table()))
+    return 0
+
+
+@command("promote", _tuning_job_argument)
+def promote(args: argparse.Namespace, run: Run) -> int:
+    """python -m deploy promote --stack deploy/stack.example.toml TUNING_JOB
+
+    Writes the tuning job's best completed trial into the stack file's [model] table (training_job set,
+    dir commented out; comments and layout kept). The next `up` serves it."""
+    _promote(args, trials.list_trials(run, args.tuning_job))
+    return 0
+
+
+def _transform_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "input", metavar="INPUT_PREFIX", help="s3:// URI or name under PREFIX/transform/input/"
+    )
+    parser.add_argument(
+        "output", metavar="OUTPUT_PREFIX", help="s3:// URI or name under PREFIX/transform/output/"
+    )
+
+
+@command("transform", _transform_arguments)
+def batch_transform(args: argparse.Namespace, run: Run) -> int:
+    """python -m deploy transform --stack deploy/stack.example.toml photos/ run1/
+
+    Runs a batch transform job with the serving image and the model the endpoint serves, over the
+    images (or JSON Lines) under INPUT_PREFIX, as the stack's [transform] table says; follows it and
+    summarises the output: records, inputs without a result, and where the results are. Exits 1 when
+    an input has no result."""
+    source, target = (
+        transform.resolve(run, args.input, "input"),
+        transform.resolve(run, args.output, "output"),
+    )
+    name = transform.start(run, source, target)
+    print(f"transform: started {name} ({source} -> {target})")
+    if _following(args, name, lambda: follow.follow_transform(run, name)) is None:
+        return INTERRUPTED
+    summary = transform.summarise(run, name, source, target)
+    print("\n".join(summary.lines()))
+    return 1 if summary.missing else 0

@@ -19,6 +19,8 @@ from deploy.aws import DeployError, Run, is_not_found
 from deploy.stack import ROOT
 
 IMAGES = ("serve", "train")
+# What `up` pushes: the training image is built and pushed by `train` and `tune`, when a job needs it.
+UP_IMAGES = ("serve",)
 LIFECYCLE_POLICY = {
     "rules": [
         {

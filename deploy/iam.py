@@ -70,6 +70,7 @@ def hosting_policy(run: Run) -> Policy:
         _allow("DescribeLogs", ["logs:DescribeLogStreams"], [f"{group}:*"]),
         _metrics(),
         *_data_capture(run),
+        *_batch_transform(run),
     )
 
 
@@ -80,6 +81,40 @@ def _data_capture(run: Run) -> list[dict[str, Any]]:
         return []
     prefix = f"arn:{run.partition}:s3:::{stack.bucket}/{stack.prefix}/{capture.prefix}/*"
     return [_allow("WriteDataCapture", ["s3:PutObject"], [prefix])]
+
+
+def _batch_transform(run: Run) -> list[dict[str, Any]]:
+    """With a [transform] table, the model's role also reads the transform input prefix and writes the
+    output prefix (SageMaker's batch transform uses the model's role), and writes its jobs' logs."""
+    stack = run.stack
+    if stack.transform is None:
+        return []
+    base = f"{stack.prefix}/transform"
+    group = _log_group(run, "/aws/sagemaker/TransformJobs")
+    return [
+        _allow(
+            "ListTransformInput",
+            ["s3:ListBucket"],
+            [f"arn:{run.partition}:s3:::{stack.bucket}"],
+            Condition={"StringLike": {"s3:prefix": [f"{base}/input/*"]}},
+        ),
+        _allow(
+            "ReadTransformInput",
+            ["s3:GetObject"],
+            [f"arn:{run.partition}:s3:::{stack.bucket}/{base}/input/*"],
+        ),
+        _allow(
+            "WriteTransformOutput",
+            ["s3:PutObject"],
+            [f"arn:{run.partition}:s3:::{stack.bucket}/{base}/output/*"],
+        ),
+        _allow("CreateTransformLogGroup", ["logs:CreateLogGroup"], [f"{group}:*"]),
+        _allow(
+            "WriteTransformLogs",
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            [f"{group}:log-stream:{stack.name}-*"],
+        ),
+    ]
 
 
 def training_policy(run: Run) -> Policy:

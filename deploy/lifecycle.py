@@ -21,13 +21,13 @@ from deploy import (
 from deploy.aws import Run
 
 
-def up(run: Run, publish: ecr.Publisher = ecr.build_and_push) -> Run:
+def up(run: Run, publish: ecr.Publisher | None = None) -> Run:
     stack = run.stack
     s3.ensure_bucket(run)
     uris = {}
-    for image in ecr.IMAGES:
+    for image in ecr.UP_IMAGES:
         ecr.ensure_repository(run, image)
-        uris[image] = ecr.ensure_image(run, image, publish)
+        uris[image] = ecr.ensure_image(run, image, publish or ecr.build_and_push)
     logs.ensure_log_group(run, stack.endpoint_log_group, stack.endpoint.log_retention_days)
     logs.ensure_log_group(run, stack.lambda_log_group, stack.function.log_retention_days)
     arns = {name: iam.ensure_role(run, name, service, policy) for name, service, policy in iam.roles(run)}

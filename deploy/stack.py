@@ -109,6 +109,7 @@ class Stack:
     function: Lambda
     path: Path = field(compare=False)
     alarms: "Alarms" = field(default_factory=lambda: Alarms())
+    transform: "Transform | None" = None
 
     # Every resource name derives from `name`; lower case throughout because IAM matches endpoint ARNs
     # in lower case.
@@ -206,6 +207,7 @@ def parse(doc: dict[str, Any], base: Path, path: Path | None = None) -> Stack:
     if spot and max_wait < max_runtime:
         raise StackError("training.max_wait_seconds: must be at least training.max_runtime_seconds")
 
+    transform = _transform(top.table("transform", required=False))
     stack = Stack(
         name=top.string("name", pattern=NAME),
         region=top.string("region", pattern=REGION),
@@ -267,11 +269,61 @@ def parse(doc: dict[str, Any], base: Path, path: Path | None = None) -> Stack:
             log_retention_days=fn.integer("log_retention_days", minimum=1),
         ),
         path=path or base,
+        transform=transform,
     )
     stack = _with_operations(stack, top, endpoint, fn)
     for table in (top, images, s3, model, training, tuning, endpoint, scaling, fn):
         table.reject_unknown()
     return stack
+
+
+# Batch transform input formats: content type -> (SplitType, BatchStrategy). Images are one record per
+# object; JSON Lines ({"b64": ...} per line) are split by line and sent several lines per request.
+TRANSFORM_CONTENT_TYPES = {
+    "application/x-image": ("None", "SingleRecord"),
+    "application/jsonlines": ("Line", "MultiRecord"),
+}
+
+
+@dataclass(frozen=True)
+class Transform:
+    instance_type: str
+    instance_count: int
+    content_type: str
+    max_payload_mb: int
+    max_concurrent_transforms: int
+
+    @property
+    def split_type(self) -> str:
+        return TRANSFORM_CONTENT_TYPES[self.content_type][0]
+
+    @property
+    def batch_strategy(self) -> str:
+        return TRANSFORM_CONTENT_TYPES[self.content_type][1]
+
+
+def _transform(table: "_Table") -> Transform | None:
+    """The optional [transform] table; without it `python -m deploy transform` says to add one."""
+    if not table.present:
+        return None
+    content_type = table.string("content_type")
+    if content_type not in TRANSFORM_CONTENT_TYPES:
+        raise StackError(
+            f"transform.content_type: {content_type!r} is not one of {', '.join(TRANSFORM_CONTENT_TYPES)}"
+        )
+    transform = Transform(
+        instance_type=table.string("instance_type", pattern=re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")),
+        instance_count=table.integer("instance_count", minimum=1),
+        content_type=content_type,
+        max_payload_mb=table.integer("max_payload_mb", minimum=1, maximum=100),
+        max_concurrent_transforms=table.integer("max_concurrent_transforms", minimum=1, maximum=100),
+    )
+    if transform.max_payload_mb * transform.max_concurrent_transforms > 100:
+        raise StackError(
+            "transform.max_concurrent_transforms: times transform.max_payload_mb may not exceed 100 (MB)"
+        )
+    table.reject_unknown()
+    return transform
 
 
 class _Table:

@@ -4,13 +4,10 @@ Data channels are read from s3://BUCKET/PREFIX/data/CHANNEL/, outputs go to .../
 checkpoints to .../checkpoints/JOB/, the prefixes the training role may touch.
 """
 
-import contextlib
 import json
 import time
 from pathlib import Path
 from typing import Any
-
-from botocore.exceptions import WaiterError
 
 from deploy import ecr, iam
 from deploy.aws import DeployError, Run
@@ -77,6 +74,17 @@ def definition(run: Run, definitions: list[dict[str, str]]) -> dict[str, Any]:
     }
 
 
+def ensure_training_image(run: Run, publish: ecr.Publisher | None = None) -> str:
+    """What a job needs and `up` does not make: the training image in its repository (built and pushed
+    unless its tag is there), and the training role. Returns the image URI."""
+    ecr.ensure_repository(run, "train")
+    uri = ecr.ensure_image(run, "train", publish or ecr.build_and_push)
+    for name, service, policy in iam.roles(run):
+        if name == run.stack.training_role:
+            iam.ensure_role(run, name, service, policy)
+    return uri
+
+
 def start_training(run: Run, definitions: list[dict[str, str]]) -> str:
     name = job_name(run, "train")
     run.client("sagemaker").create_training_job(
@@ -87,21 +95,6 @@ def start_training(run: Run, definitions: list[dict[str, str]]) -> str:
         **definition(run, definitions),
     )
     return name
-
-
-def wait_training(run: Run, name: str) -> dict:
-    """Follows the job to its end; a failed or stopped job raises with SageMaker's FailureReason."""
-    sagemaker = run.client("sagemaker")
-    waiter = sagemaker.get_waiter("training_job_completed_or_stopped")
-    # A failed job ends the waiter with an error; its FailureReason is read below either way.
-    with contextlib.suppress(WaiterError):
-        waiter.wait(TrainingJobName=name, WaiterConfig=run.waiter_config(48 * 60))
-    described = sagemaker.describe_training_job(TrainingJobName=name)
-    if described["TrainingJobStatus"] != "Completed":
-        raise DeployError(
-            f"training job {name} {described['TrainingJobStatus']}", described.get("FailureReason")
-        )
-    return described
 
 
 def start_tuning(run: Run, definitions: list[dict[str, str]]) -> str:

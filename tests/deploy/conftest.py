@@ -10,8 +10,12 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore import xform_name
+from botocore.awsrequest import AWSResponse
+from botocore.stub import Stubber
 from moto.server import ThreadedMotoServer
 
+from deploy import ecr
 from deploy import stack as stack_module
 from deploy.aws import Run
 from tests.conftest import free_port
@@ -57,6 +61,20 @@ def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     # Lambda invokes answer from moto's in-process backend instead of pulling runtime images.
     _post(f"{moto_url}/moto-api/config", {"lambda": {"use_docker": False}})
     return moto_url
+
+
+@pytest.fixture(autouse=True)
+def pushed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The images a test pushed by deploy's default publisher, recorded in moto's ECR instead of built
+    (test_registry.py pushes real images through its own publisher)."""
+    names: list[str] = []
+
+    def publish(image: str, repository: str, tag: str, auth: dict[str, str]) -> str:
+        names.append(image)
+        return record_in_ecr(image, repository, tag, auth)
+
+    monkeypatch.setattr(ecr, "build_and_push", publish)
+    return names
 
 
 def to_toml(doc: dict, table: str = "") -> str:
@@ -137,3 +155,60 @@ def record_in_ecr(image: str, repository: str, tag: str, auth: dict[str, str]) -
         repositoryName=name, imageManifest=json.dumps(manifest), imageTag=tag
     )
     return answer["image"]["imageId"]["imageDigest"]
+
+
+@pytest.fixture
+def session(monkeypatch: pytest.MonkeyPatch) -> boto3.Session:
+    """A fresh default boto3 session: event hooks registered on it reach the clients deploy creates
+    during the test (a client copies its session's hooks when it is made)."""
+    fresh = boto3.Session()
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", fresh)
+    return fresh
+
+
+def overlay(session: boto3.Session, operation: str, script: list[dict]) -> list[dict]:
+    """Lays the next entry of `script` over moto's answer to each `operation` call (the last one stays):
+    the states a job passes through, which moto skips by finishing jobs at once (a None value removes
+    the key). The call itself still goes to moto. Returns the list of answers the code under test saw."""
+    seen: list[dict] = []
+
+    def replace(parsed: dict, **kwargs) -> None:
+        for key, value in script[min(len(seen), len(script) - 1)].items():
+            if value is None:
+                parsed.pop(key, None)
+            else:
+                parsed[key] = value
+        seen.append(dict(parsed))
+
+    session.events.register(f"after-call.sagemaker.{operation}", replace)
+    return seen
+
+
+@pytest.fixture
+def stubbed(session: boto3.Session) -> Iterator:
+    """stubbed(operation) -> a Stubber that answers that one SageMaker operation, which moto lacks, for
+    the clients deploy makes; every other call still goes to moto. Each Stubber checks the request
+    against the service model, and must be used up."""
+    stubbers = []
+
+    def make(operation: str) -> Stubber:
+        # From its own session, so that it does not inherit the routing hooks below.
+        client = boto3.Session().client("sagemaker", region_name="us-east-1")
+        stubber = Stubber(client)
+        stubber.activate()
+        stubbers.append(stubber)
+
+        def keep_params(params: dict, context: dict, **kwargs) -> None:
+            context["kennel_api_params"] = dict(params)
+
+        def answer(model, context: dict, **kwargs):
+            parsed = getattr(client, xform_name(model.name))(**context["kennel_api_params"])
+            return AWSResponse("https://stubbed.invalid", 200, {}, None), parsed
+
+        session.events.register(f"before-parameter-build.sagemaker.{operation}", keep_params)
+        session.events.register(f"before-call.sagemaker.{operation}", answer)
+        return stubber
+
+    yield make
+    for stubber in stubbers:
+        stubber.assert_no_pending_responses()

@@ -23,7 +23,11 @@ def test_up_creates_every_resource_as_configured(make_run, stack_file):
     tags = {"project": "kennel", "kennel:stack": "kennel", "owner": "ml-platform", "cost-center": "dogs"}
 
     ecr_client = boto3.client("ecr")
-    for image in ("serve", "train"):
+    # The training image is `train`'s and `tune`'s to push; a serving stack never builds it.
+    assert [r["repositoryName"] for r in ecr_client.describe_repositories()["repositories"]] == [
+        "kennel-serve"
+    ]
+    for image in ("serve",):
         repo = ecr_client.describe_repositories(repositoryNames=[f"kennel-{image}"])["repositories"][0]
         assert repo["imageTagMutability"] == "IMMUTABLE"
         assert repo["imageScanningConfiguration"]["scanOnPush"] is True
@@ -170,7 +174,7 @@ def test_down_removes_everything_and_is_safe_to_repeat(make_run):
 def test_cli_plan_and_status(stack_file, capsys):
     assert cli.main(["plan", "--stack", str(stack_file)]) == 0
     out = capsys.readouterr().out
-    assert "would create  endpoint" in out and "plan: 34 change(s), 0 unchanged" in out
+    assert "would create  endpoint" in out and "plan: 31 change(s), 0 unchanged" in out
     assert cli.main(["status", "--stack", str(stack_file)]) == 0
     assert "endpoint kennel-endpoint: absent" in capsys.readouterr().out
 

@@ -45,6 +45,9 @@ CASES = [
     ("training.hyperparameters.lr", [1], "training.hyperparameters.lr: must be a string, number or boolean"),
     ("s3.bucket", "Not_A_Bucket", "s3.bucket:"),
     ("tags.owner", 3, "tags.owner: must be a string"),
+    ("transform.content_type", "image/gif", "transform.content_type: 'image/gif' is not one of"),
+    ("transform.max_payload_mb", 50, "transform.max_concurrent_transforms: times transform.max_payload_mb"),
+    ("transform.instance_cuont", 1, "transform.instance_cuont: unknown key"),
 ]
 
 

@@ -5,7 +5,7 @@ import json
 import boto3
 import pytest
 
-from deploy import cli, lifecycle
+from deploy import cli, iam, lifecycle
 from deploy.training import METRIC_DEFINITIONS
 from tests.deploy.conftest import record_in_ecr
 
@@ -85,3 +85,29 @@ def test_missing_metric_definitions_is_a_clear_error(stack_file, tmp_path, capsy
         "nowhere.json is missing: the training image ships its metric definitions there"
         in capsys.readouterr().err
     )
+
+
+def test_a_serving_up_pushes_one_image_and_train_pushes_the_training_image(
+    make_run, stack_file, metrics, pushed
+):
+    lifecycle.up(make_run())
+    ecr = boto3.client("ecr")
+    assert pushed == ["serve"]
+    assert [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]] == ["kennel-serve"]
+    argv = ["train", "--stack", str(stack_file), "--metric-definitions", str(metrics)]
+    assert cli.main(argv) == 0
+    assert pushed == ["serve", "train"]
+    images = ecr.describe_images(repositoryName="kennel-train")["imageDetails"]
+    assert [image["imageTags"] for image in images] == [["test1"]]
+    assert cli.main(argv) == 0
+    assert pushed == ["serve", "train"]  # the tag is there: nothing built or pushed again
+
+
+def test_train_before_up_makes_its_repository_image_and_role(stack_file, metrics, make_run):
+    assert cli.main(["train", "--stack", str(stack_file), "--metric-definitions", str(metrics)]) == 0
+    policy = boto3.client("iam").get_role_policy(RoleName="kennel-sagemaker-training", PolicyName="kennel")
+    assert policy["PolicyDocument"] == iam.training_policy(make_run())
+    repository = boto3.client("ecr").describe_repositories(repositoryNames=["kennel-train"])["repositories"][
+        0
+    ]
+    assert repository["imageTagMutability"] == "IMMUTABLE"
