@@ -7,14 +7,11 @@ notebook's `np.argmax(response, 1)` works unchanged.
 
 import base64
 import io
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 import torch
-import torchvision
-from kennel_train import convert_seed
 from PIL import Image
 from torchvision import transforms
 
@@ -25,13 +22,6 @@ CLASSES = 133
 NAMES = ("landscape.jpg", "portrait.jpg")
 
 
-def seed_net() -> torch.nn.Module:
-    """The seed's `Net()`: a ResNet-50 whose fc is Linear(2048, 128) -> ReLU -> Linear(128, 133)."""
-    model = torchvision.models.resnet50(weights=None)
-    model.fc = torch.nn.Sequential(torch.nn.Linear(2048, 128), torch.nn.ReLU(), torch.nn.Linear(128, CLASSES))
-    return model.eval()
-
-
 def seed_logits(model: torch.nn.Module, data: bytes) -> np.ndarray:
     """The seed endpoint's predict_fn: Resize((224, 224)) and ToTensor (no Normalize); logits, 1x133."""
     transform = transforms.Compose([transforms.Resize((224, 224)), transforms.ToTensor()])
@@ -40,21 +30,10 @@ def seed_logits(model: torch.nn.Module, data: bytes) -> np.ndarray:
         return model(tensor.unsqueeze(0)).numpy()
 
 
-@pytest.fixture(scope="module")
-def seed(tmp_path_factory) -> tuple[torch.nn.Module, Path]:
-    """The seed's model.pth (random weights, fixed seed) and the model directory convert-seed makes of it."""
-    torch.manual_seed(0)
-    model = seed_net()
-    root = tmp_path_factory.mktemp("seed")
-    torch.save(model.state_dict(), root / "model.pth")
-    (root / "labels.txt").write_text("".join(f"{i:03d}.breed_{i}\n" for i in range(1, CLASSES + 1)))
-    command = [str(root / "model.pth"), "--labels", str(root / "labels.txt"), "--out", str(root / "model")]
-    assert convert_seed.main(command) == 0
-    return model, root / "model"
-
-
-def test_a_converted_seed_model_answers_like_the_seed_endpoint(seed, serve_image, run_container, images):
-    model, model_dir = seed
+def test_a_converted_seed_model_answers_like_the_seed_endpoint(
+    seed_model, serve_image, run_container, images
+):
+    model, _, model_dir = seed_model
     base = ready(start(run_container, serve_image, model_dir))
     rows = []
     for name in NAMES:

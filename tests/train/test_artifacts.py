@@ -119,15 +119,18 @@ def test_parity_check_catches_a_model_that_differs(tmp_path):
         export.check_parity(net, tmp_path / "m.onnx", torch.randn(2, 3, 32, 32))
 
 
-def test_seed_model_converts_to_a_servable_model_dir(tmp_path):
-    seed = build_model("resnet50", 7, head="mlp", hidden=128)
-    assert seed.fc[0].in_features == 2048
-    torch.save(seed.state_dict(), tmp_path / "model.pth")
-    labels = [f"{i:03d}.breed" for i in range(7)]
-    manifest = convert(tmp_path / "model.pth", labels, tmp_path / "out")
-    assert_model_dir(tmp_path / "out", 7)
+def test_seed_model_converts_to_a_servable_model_dir(seed_model, tmp_path):
+    _, weights, model_dir = seed_model
+    manifest = assert_model_dir(model_dir, 133)
+    assert manifest["architecture"] == {
+        "backbone": "resnet50",
+        "head": "mlp",
+        "head_hidden": 128,
+        "num_classes": 133,
+    }
     assert manifest["preprocessing"]["mean"] == [0.0, 0.0, 0.0] and manifest["preprocessing"]["crop"] is None
     assert manifest["preprocessing"]["resize"] == [224, 224]
     assert manifest["default_response"] == "scores"  # the seed's endpoint answered with the raw logits
-    with pytest.raises(ConversionError, match="6 labels for a model with 7 outputs"):
-        convert(tmp_path / "model.pth", labels[:6], tmp_path / "bad")
+    labels = manifest["labels"]
+    with pytest.raises(ConversionError, match="132 labels for a model with 133 outputs"):
+        convert(weights, labels[:-1], tmp_path / "bad")
