@@ -93,3 +93,23 @@ def run_container(docker_client) -> Iterator:
 def published_port(container, port: str = "8080/tcp") -> int:
     container.reload()
     return int(container.attrs["NetworkSettings"]["Ports"][port][0]["HostPort"])
+
+
+@pytest.fixture(scope="session")
+def seed_model(tmp_path_factory):
+    """The seed project's network (a ResNet-50 whose fc is Linear(2048, 128) -> ReLU -> Linear(128, 133),
+    random weights from a fixed seed), its model.pth, and the model directory `convert-seed` makes of it:
+    (network, model.pth, model directory). Converted once per session: the ONNX export takes ~25 s."""
+    import torch
+    import torchvision
+    from kennel_train import convert_seed
+
+    torch.manual_seed(0)
+    network = torchvision.models.resnet50(weights=None)
+    network.fc = torch.nn.Sequential(torch.nn.Linear(2048, 128), torch.nn.ReLU(), torch.nn.Linear(128, 133))
+    root = tmp_path_factory.mktemp("seed")
+    torch.save(network.state_dict(), root / "model.pth")
+    (root / "labels.txt").write_text("".join(f"{i:03d}.breed_{i}\n" for i in range(1, 134)))
+    command = [str(root / "model.pth"), "--labels", str(root / "labels.txt"), "--out", str(root / "model")]
+    assert convert_seed.main(command) == 0
+    return network.eval(), root / "model.pth", root / "model"

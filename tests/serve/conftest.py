@@ -84,6 +84,11 @@ def write_model_dir(
 
 def torch_probabilities(model: torch.nn.Module, preprocessing: dict, image_bytes: bytes) -> np.ndarray:
     """The reference: torchvision's eval transform on the PIL image, then the PyTorch model and softmax."""
+    return torch.softmax(torch.from_numpy(torch_logits(model, preprocessing, image_bytes)), dim=0).numpy()
+
+
+def torch_logits(model: torch.nn.Module, preprocessing: dict, image_bytes: bytes) -> np.ndarray:
+    """The PyTorch model's output row for one image, after torchvision's eval transform."""
     interpolation = transforms.InterpolationMode(preprocessing["interpolation"])
     resize = preprocessing["resize"]
     steps = [
@@ -94,7 +99,7 @@ def torch_probabilities(model: torch.nn.Module, preprocessing: dict, image_bytes
     steps += [transforms.ToTensor(), transforms.Normalize(preprocessing["mean"], preprocessing["std"])]
     tensor = transforms.Compose(steps)(Image.open(io.BytesIO(image_bytes)).convert("RGB"))
     with torch.inference_mode():
-        return torch.softmax(model.eval()(tensor.unsqueeze(0)), dim=1)[0].numpy()
+        return model.eval()(tensor.unsqueeze(0))[0].numpy()
 
 
 @pytest.fixture(scope="session")

@@ -74,7 +74,8 @@ def test_a_probabilities_model_is_not_softmaxed_again(tmp_path, images):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda m: m.update(format_version=2), "format_version 2; this server reads up to 1"),
+        (lambda m: m.update(format_version=3), "format_version 3; this server reads up to 2"),
+        (lambda m: m.update(default_response="csv"), "default_response 'csv' is not one of"),
         (lambda m: m.update(format="other"), "not a kennel-model manifest"),
         (lambda m: m.pop("labels"), "missing or has a malformed field"),
         (lambda m: m["preprocessing"].update(interpolation="nearest"), "interpolation 'nearest'"),

@@ -1,16 +1,19 @@
 """KENNEL_PRECISION: the INT8 model is served when the manifest has one, fp32 when asked, and the response
 says which in X-Kennel-Precision. The INT8 model is made here by the training package's quantizer."""
 
+import io
 import json
 import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from kennel_serve.model import ImageClassifier, ModelLoadError
 from kennel_serve.settings import Settings, SettingsError
 from kennel_train.quantize import quantize_model_dir, sample_images
 from kennel_train.synthetic import write_dataset
+from PIL import Image
 
 from tests.serve.conftest import TINY_LABELS, serving
 
@@ -90,3 +93,23 @@ def test_serve_help_lists_the_precision_setting(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "KENNEL_PRECISION (default auto)" in capsys.readouterr().out
+
+
+def test_int8_scores_are_the_int8_models_own_logits(int8_model_dir, images):
+    """output=scores from the INT8 model: its own float logits, close to fp32's, not fp32's relabelled."""
+    rows = {}
+    for precision in ("fp32", "int8"):
+        with serving(int8_model_dir, precision=precision) as client:
+            headers = {"Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": "output=scores"}
+            response = client.post("/invocations", content=images["landscape.jpg"], headers=headers)
+        assert response.headers["x-kennel-precision"] == precision
+        (rows[precision],) = response.json()
+    classifier = ImageClassifier(int8_model_dir, threads=1, precision="int8")
+    image = Image.open(io.BytesIO(images["landscape.jpg"]))
+    (expected,) = classifier.scores(classifier.preprocess(image)[None])
+    np.testing.assert_allclose(rows["int8"], expected, rtol=0, atol=1e-6)
+    assert rows["int8"] != rows["fp32"]
+    # Same scale and the same best class; the values differ by quantization's rounding (this tiny random
+    # model, calibrated on 8 images, moves a logit by up to ~0.1).
+    assert np.argmax(rows["int8"]) == np.argmax(rows["fp32"])
+    np.testing.assert_allclose(rows["int8"], rows["fp32"], rtol=0, atol=0.25)

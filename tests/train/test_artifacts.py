@@ -13,7 +13,7 @@ from kennel_train.model import build_model
 from torch import nn
 
 MANIFEST_KEYS = {
-    "format", "format_version", "models", "input", "output", "labels",
+    "format", "format_version", "models", "input", "output", "default_response", "labels",
     "preprocessing", "architecture", "metrics", "provenance",
 }  # fmt: skip
 
@@ -23,7 +23,8 @@ def assert_model_dir(model_dir: Path, num_classes: int, int8: bool | None = None
     model must be there (True), must not (False), or may be (None)."""
     manifest = json.loads((model_dir / "manifest.json").read_text())
     assert set(manifest) >= MANIFEST_KEYS
-    assert (manifest["format"], manifest["format_version"]) == ("kennel-model", 1)
+    assert (manifest["format"], manifest["format_version"]) == ("kennel-model", 2)
+    assert manifest["default_response"] in ("top_k", "scores")
     if int8 is not None:
         assert ("int8" in manifest["models"]) == int8, manifest["models"]
     if "int8" in manifest["models"]:
@@ -103,6 +104,9 @@ def test_model_dir_export_follows_the_format(tmp_path):
     assert difference <= export.PARITY_TOLERANCE
     assert not stale.exists()
     written = assert_model_dir(tmp_path, 4)
+    assert written["default_response"] == "top_k"
+    with pytest.raises(ValueError, match="default_response 'logits' is not one of"):
+        export.build_manifest(["a"], {}, {}, {}, {}, default_response="logits")
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", written["provenance"]["created_at"])
 
 
@@ -115,14 +119,18 @@ def test_parity_check_catches_a_model_that_differs(tmp_path):
         export.check_parity(net, tmp_path / "m.onnx", torch.randn(2, 3, 32, 32))
 
 
-def test_seed_model_converts_to_a_servable_model_dir(tmp_path):
-    seed = build_model("resnet50", 7, head="mlp", hidden=128)
-    assert seed.fc[0].in_features == 2048
-    torch.save(seed.state_dict(), tmp_path / "model.pth")
-    labels = [f"{i:03d}.breed" for i in range(7)]
-    manifest = convert(tmp_path / "model.pth", labels, tmp_path / "out")
-    assert_model_dir(tmp_path / "out", 7)
+def test_seed_model_converts_to_a_servable_model_dir(seed_model, tmp_path):
+    _, weights, model_dir = seed_model
+    manifest = assert_model_dir(model_dir, 133)
+    assert manifest["architecture"] == {
+        "backbone": "resnet50",
+        "head": "mlp",
+        "head_hidden": 128,
+        "num_classes": 133,
+    }
     assert manifest["preprocessing"]["mean"] == [0.0, 0.0, 0.0] and manifest["preprocessing"]["crop"] is None
     assert manifest["preprocessing"]["resize"] == [224, 224]
-    with pytest.raises(ConversionError, match="6 labels for a model with 7 outputs"):
-        convert(tmp_path / "model.pth", labels[:6], tmp_path / "bad")
+    assert manifest["default_response"] == "scores"  # the seed's endpoint answered with the raw logits
+    labels = manifest["labels"]
+    with pytest.raises(ConversionError, match="132 labels for a model with 133 outputs"):
+        convert(weights, labels[:-1], tmp_path / "bad")

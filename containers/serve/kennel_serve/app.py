@@ -232,8 +232,8 @@ INVOCATIONS_OPENAPI = {
     ],
     "responses": {
         "200": {
-            "description": "Top-k predictions per image",
-            "content": {kind: {"schema": {"type": "object"}} for kind in RESPONSE_TYPES},
+            "description": "Per image, the top-k predictions, or the network's scores (output=scores)",
+            "content": {kind: {"schema": {"type": ["object", "array"]}} for kind in RESPONSE_TYPES},
         },
         **{
             str(status): {"description": text}

@@ -6,8 +6,13 @@ Request bodies (docs in the OpenAPI spec at /docs):
 - application/json: ``{"instances": [{"b64": "<base64 image>"}, ...]}``, one or many images.
 - application/jsonlines: one ``{"b64": "<base64 image>"}`` object per line (batch transform, SplitType=Line).
 
-Responses: application/json ``{"predictions": [[{"label", "index", "probability"}, ...top-k], ...]}``, one
-list per image in request order; application/jsonlines has one such object per image, one per line.
+Responses, in one of two shapes (the manifest's `default_response`, or the request's `output=` custom
+attribute):
+- top_k: application/json ``{"predictions": [[{"label", "index", "probability"}, ...top-k], ...]}``, one list
+  per image in request order;
+- scores: application/json ``[[score, ...], ...]``, the network's output row per image (the seed project's
+  endpoint answered this way).
+application/jsonlines has, per image and one per line, what a request with that image alone gets as JSON.
 """
 
 import base64
@@ -18,6 +23,8 @@ from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from kennel_serve.model import RESPONSE_SHAPES
 
 JSON = "application/json"
 JSONLINES = "application/jsonlines"
@@ -93,21 +100,52 @@ def _quality(candidate: str, ranges: list[tuple[str, float]]) -> float:
     return 0.0
 
 
-def parse_top_k(custom_attributes: str | None, default: int) -> int:
-    """`top_k=N` from X-Amzn-SageMaker-Custom-Attributes (comma- or semicolon-separated key=value pairs)."""
+def custom_attribute(custom_attributes: str | None, name: str) -> str | None:
+    """The first `name=value` in X-Amzn-SageMaker-Custom-Attributes (comma- or semicolon-separated
+    key=value pairs, keys in any case), or None."""
     for item in (custom_attributes or "").replace(";", ",").split(","):
         key, _, value = item.partition("=")
-        if key.strip().lower() == "top_k":
-            try:
-                top_k = int(value.strip())
-            except ValueError:
-                top_k = 0
-            if top_k < 1:
-                raise InferenceError(
-                    400, "bad_custom_attributes", f"top_k must be a positive integer, not {value!r}"
-                )
-            return top_k
-    return default
+        if key.strip().lower() == name:
+            return value.strip()
+    return None
+
+
+def parse_top_k(custom_attributes: str | None, default: int) -> int:
+    """`top_k=N` from X-Amzn-SageMaker-Custom-Attributes."""
+    value = custom_attribute(custom_attributes, "top_k")
+    if value is None:
+        return default
+    try:
+        top_k = int(value)
+    except ValueError:
+        top_k = 0
+    if top_k < 1:
+        raise InferenceError(400, "bad_custom_attributes", f"top_k must be a positive integer, not {value!r}")
+    return top_k
+
+
+def parse_response_shape(custom_attributes: str | None, default: str) -> str:
+    """`output=top_k` or `output=scores` from X-Amzn-SageMaker-Custom-Attributes. Without it, `top_k=N`
+    asks for top_k (clients that only ever sent top_k keep their shape), else `default`: the manifest's."""
+    value = custom_attribute(custom_attributes, "output")
+    asks_top_k = custom_attribute(custom_attributes, "top_k") is not None
+    if value is None:
+        return "top_k" if asks_top_k else default
+    shape = value.lower()
+    if shape not in RESPONSE_SHAPES:
+        raise InferenceError(
+            400,
+            "bad_custom_attributes",
+            f"output must be {' or '.join(RESPONSE_SHAPES)}, not {value!r}",
+            supported=list(RESPONSE_SHAPES),
+        )
+    if shape == "scores" and asks_top_k:
+        raise InferenceError(
+            400,
+            "bad_custom_attributes",
+            "top_k applies to output=top_k; send output=scores without top_k to get every class's score",
+        )
+    return shape
 
 
 def _one_image(body: bytes) -> list[bytes]:
@@ -213,3 +251,17 @@ def _encode_json_lines(predictions: list[list[dict]]) -> bytes:
 
 
 ENCODERS: dict[str, Callable[[list[list[dict]]], bytes]] = {JSON: _encode_json, JSONLINES: _encode_json_lines}
+
+
+def _encode_scores_json(scores: np.ndarray) -> bytes:
+    return json.dumps(scores.tolist()).encode()
+
+
+def _encode_scores_json_lines(scores: np.ndarray) -> bytes:
+    return "".join(json.dumps([row]) + "\n" for row in scores.tolist()).encode()
+
+
+SCORE_ENCODERS: dict[str, Callable[[np.ndarray], bytes]] = {
+    JSON: _encode_scores_json,
+    JSONLINES: _encode_scores_json_lines,
+}

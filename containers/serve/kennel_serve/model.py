@@ -1,5 +1,5 @@
 """The model directory (docs/model-format.md) and the classifier it describes. No web imports: this module
-turns pixels into probabilities and is tested on its own.
+turns pixels into the network's scores and probabilities and is tested on its own.
 
 Preprocessing reproduces torchvision's eval transform on a PIL image, step by step and in the same order,
 because parity with the PyTorch model (1e-4 on probabilities) depends on every rounding choice:
@@ -16,8 +16,10 @@ import onnxruntime as ort
 from PIL import Image
 
 FORMAT = "kennel-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added `default_response`; version 1 manifests read as `top_k`
 INTERPOLATIONS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+# What /invocations answers: the most likely labels with probabilities, or the network's output row as is.
+RESPONSE_SHAPES = ("top_k", "scores")
 
 
 class ModelLoadError(RuntimeError):
@@ -73,6 +75,7 @@ class ModelManifest:
     labels: tuple[str, ...]
     preprocessing: Preprocessing
     quantization: dict | None  # how the int8 model was made and the accuracy guard's figures
+    default_response: str = "top_k"  # one of RESPONSE_SHAPES, when the request does not choose
 
     def choose(self, precision: str) -> str:
         """The precision to serve: `auto` takes int8 when the manifest has it, else fp32."""
@@ -122,12 +125,15 @@ class ModelManifest:
                     std=tuple(float(v) for v in pre["std"]),
                 ),
                 quantization=data.get("quantization"),
+                default_response=_choice(
+                    data.get("default_response", "top_k"), RESPONSE_SHAPES, "default_response"
+                ),
             )
         except (KeyError, TypeError, IndexError, ValueError) as err:
             raise ModelLoadError(f"{path} is missing or has a malformed field: {err!r}") from None
 
 
-def _choice(value: str, allowed: dict, field: str) -> str:
+def _choice(value: str, allowed: dict | tuple, field: str) -> str:
     if value not in allowed:
         raise ModelLoadError(f"manifest {field} {value!r} is not one of {sorted(allowed)}")
     return value
@@ -181,10 +187,19 @@ class ImageClassifier:
     def preprocess(self, image: Image.Image) -> np.ndarray:
         return self.manifest.preprocessing(image)
 
+    def scores(self, batch: np.ndarray) -> np.ndarray:
+        """A float32 NCHW batch to the network's (N, classes) output as it is: logits, unless the manifest's
+        `output.kind` says the network ends in softmax."""
+        (outputs,) = self.session.run(None, {self.manifest.input_name: batch})
+        return outputs
+
+    def probabilities(self, scores: np.ndarray) -> np.ndarray:
+        """`scores` rows to class probabilities (softmax of logits)."""
+        if self.manifest.output_kind == "probabilities":
+            return scores
+        shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
+
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """A float32 NCHW batch to an (N, classes) float32 array of probabilities."""
-        (outputs,) = self.session.run(None, {self.manifest.input_name: batch})
-        if self.manifest.output_kind == "probabilities":
-            return outputs
-        shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
-        return shifted / shifted.sum(axis=1, keepdims=True)
+        return self.probabilities(self.scores(batch))

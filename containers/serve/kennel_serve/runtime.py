@@ -12,9 +12,11 @@ from kennel_serve.batching import MicroBatcher
 from kennel_serve.codecs import (
     ENCODERS,
     JSONLINES,
+    SCORE_ENCODERS,
     media_type,
     negotiate,
     open_image,
+    parse_response_shape,
     parse_top_k,
     split_images,
     top_predictions,
@@ -55,7 +57,7 @@ class ClassifierRuntime:
         )
         self._metrics = metrics
         self.batcher = MicroBatcher(
-            classifier.predict, settings.max_batch_size, settings.max_batch_delay_s, on_batch=self._on_batch
+            classifier.scores, settings.max_batch_size, settings.max_batch_delay_s, on_batch=self._on_batch
         )
         self.load_seconds = classifier.load_seconds
         metrics.queue_depth.set_function(lambda: self.batcher.queue_depth)
@@ -76,14 +78,17 @@ class ClassifierRuntime:
         preferred = JSONLINES if request_type == JSONLINES else self.settings.default_accept
         response_type = negotiate(invocation.accept, preferred)
         top_k = parse_top_k(invocation.custom_attributes, self.settings.top_k)
+        shape = parse_response_shape(invocation.custom_attributes, self.classifier.manifest.default_response)
         images = await loop.run_in_executor(
             self._decoders, split_images, invocation.content_type, invocation.body
         )
         arrays = await asyncio.gather(
             *(loop.run_in_executor(self._decoders, self._prepare, data) for data in images)
         )
-        probabilities = await asyncio.gather(*(self.batcher.submit(array) for array in arrays))
-        predictions = top_predictions(np.stack(probabilities), self.classifier.labels, top_k)
+        scores = np.stack(await asyncio.gather(*(self.batcher.submit(array) for array in arrays)))
+        if shape == "scores":
+            return SCORE_ENCODERS[response_type](scores), response_type
+        predictions = top_predictions(self.classifier.probabilities(scores), self.classifier.labels, top_k)
         return ENCODERS[response_type](predictions), response_type
 
     async def close(self) -> None:

@@ -8,7 +8,9 @@ model directory, so it can be served without retraining.
 
 The seed's network is a ResNet-50 whose `fc` is Linear(2048, 128) -> ReLU -> Linear(128, 133), saved as a
 state_dict, fed 224x224 images resized without keeping the aspect ratio and without normalisation; the
-manifest says exactly that, so the serving image feeds it what it was trained on.
+manifest says exactly that, so the serving image feeds it what it was trained on. The seed's endpoint
+answered with the raw logits, `[[133 floats]]`, and its clients take `np.argmax(response, 1)`: the manifest's
+`default_response` is `scores`, so the serving image answers the same way unless a request asks for top_k.
 """
 
 import argparse
@@ -83,6 +85,7 @@ def convert(
         architecture={"backbone": backbone, "head": "mlp", "head_hidden": hidden, "num_classes": num_classes},
         metrics={},
         provenance={"converted_from": str(weights), "source": "seed project", "torch": torch.__version__},
+        default_response="scores",
     )
     export.write_model_dir(out_dir, model, manifest, seed_images(images))
     return manifest

@@ -19,7 +19,8 @@ from kennel_train.metrics import METRIC_DEFINITIONS_FILE
 INT8_FILE = "model.int8.onnx"  # written by kennel_train.quantize when its guard passes
 
 FORMAT = "kennel-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added `default_response`
+RESPONSE_SHAPES = ("top_k", "scores")
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 PARITY_TOLERANCE = 1e-4
@@ -35,13 +36,19 @@ def build_manifest(
     architecture: dict[str, Any],
     metrics: dict[str, Any],
     provenance: dict[str, Any],
+    default_response: str = "top_k",
 ) -> dict[str, Any]:
+    """The manifest; `default_response` is what the serving image answers when a request does not choose:
+    `top_k` labels with probabilities, or `scores`, the network's output row per image."""
+    if default_response not in RESPONSE_SHAPES:
+        raise ValueError(f"default_response {default_response!r} is not one of {RESPONSE_SHAPES}")
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "models": {"fp32": "model.onnx"},
         "input": {"name": INPUT_NAME, "layout": "NCHW", "dtype": "float32"},
         "output": {"name": OUTPUT_NAME, "kind": "logits"},
+        "default_response": default_response,
         "labels": list(labels),
         "preprocessing": preprocessing,
         "architecture": architecture,
