@@ -4,20 +4,23 @@
 only records what it would do. So the plan is what `up` then does, by construction.
 """
 
-from deploy import autoscaling, ecr, endpoint, endpoint_config, function, iam, logs, model, s3
+from deploy import autoscaling, ecr, endpoint, endpoint_config, function, iam, logs, model, s3, topics
 from deploy.aws import Run
 
 
 def up(run: Run, publish: ecr.Publisher = ecr.build_and_push) -> Run:
     stack = run.stack
+    endpoint.refuse_kind_switch(run, endpoint.describe(run))
     s3.ensure_bucket(run)
     uris = {}
     for image in ecr.IMAGES:
         ecr.ensure_repository(run, image)
         uris[image] = ecr.ensure_image(run, image, publish)
     logs.ensure_log_group(run, stack.endpoint_log_group, stack.endpoint.log_retention_days)
-    logs.ensure_log_group(run, stack.lambda_log_group, stack.function.log_retention_days)
+    if stack.function:
+        logs.ensure_log_group(run, stack.lambda_log_group, stack.function.log_retention_days)
     arns = {name: iam.ensure_role(run, name, service, policy) for name, service, policy in iam.roles(run)}
+    topics.ensure_topics(run)
     model_data = s3.ensure_model_data(run)
     model_name = model.ensure_model(run, uris["serve"], model_data, arns[stack.hosting_role])
     config = endpoint_config.ensure_endpoint_config(run, model_name)
@@ -33,8 +36,11 @@ def up(run: Run, publish: ecr.Publisher = ecr.build_and_push) -> Run:
     # The previous config and model are kept by SageMaker only while in use; drop ours once superseded.
     endpoint_config.delete_endpoint_configs(run, keep=config)
     model.delete_models(run, keep=model_name)
-    autoscaling.ensure_scaling(run)
-    function.ensure_function(run, arns[stack.lambda_role])
+    ensure_kind_scaling(run)
+    if stack.function:
+        function.ensure_function(run, arns[stack.lambda_role])
+    else:
+        remove_proxy(run)
     return run
 
 
@@ -42,13 +48,17 @@ def down(run: Run) -> Run:
     """Everything `up` made, in reverse; what is already gone counts as done. The bucket stays."""
     stack = run.stack
     function.delete_function(run)
+    autoscaling.delete_wake_up(run)
     autoscaling.delete_scaling(run)
     endpoint.delete_endpoint(run)
+    topics.delete_topics(run)
     endpoint_config.delete_endpoint_configs(run)
     model.delete_models(run)
     s3.delete_model_data(run)
     for name, _, _ in reversed(iam.roles(run)):
         iam.delete_role(run, name)
+    if stack.function is None:
+        iam.delete_role(run, stack.lambda_role)
     logs.delete_log_group(run, stack.lambda_log_group)
     logs.delete_log_group(run, stack.endpoint_log_group)
     for image in reversed(ecr.IMAGES):
@@ -73,16 +83,19 @@ def status(run: Run) -> list[str]:
                 f"  variant {v['VariantName']}: {v.get('CurrentInstanceCount')} running, "
                 f"{v.get('DesiredInstanceCount')} desired"
             )
+    lines.extend(kind_status(run, described))
     target, policy = autoscaling.describe_target(run), autoscaling.describe_policy(run)
     if target:
         lines.append(f"  scaling: {target['MinCapacity']}..{target['MaxCapacity']} instances")
     if policy:
         tt = policy["TargetTrackingScalingPolicyConfiguration"]
+        unit = "requests queued/instance" if stack.endpoint.kind == "async" else "invocations/instance/min"
         lines.append(
-            f"  policy {policy['PolicyName']}: {tt['TargetValue']:g} invocations/instance/min, "
+            f"  policy {policy['PolicyName']}: {tt['TargetValue']:g} {unit}, "
             f"cooldown in {tt.get('ScaleInCooldown')} s / out {tt.get('ScaleOutCooldown')} s"
         )
-    lines.extend(_function_status(run))
+    if stack.function:
+        lines.extend(_function_status(run))
     return lines
 
 
@@ -102,5 +115,59 @@ def _function_status(run: Run) -> list[str]:
         lines.append(
             f"  provisioned concurrency: {pc.get('AllocatedProvisionedConcurrentExecutions')}/"
             f"{pc['RequestedProvisionedConcurrentExecutions']} {pc['Status']}"
+        )
+    return lines
+
+
+def ensure_kind_scaling(run: Run) -> None:
+    """Realtime: target tracking on invocations. Async: on the queue, down to zero, plus the wake-up
+    policy and alarm. Serverless: none. Whatever another kind left on the variant is removed."""
+    stack = run.stack
+    if stack.autoscaling is None:
+        autoscaling.delete_wake_up(run)
+        autoscaling.delete_scaling(run)
+        return
+    autoscaling.ensure_scaling(run)
+    if stack.endpoint.kind == "async":
+        autoscaling.ensure_wake_up(run)
+        autoscaling.delete_stale_policies(run, keep={stack.scaling_policy, autoscaling.wake_policy_name(run)})
+    else:
+        autoscaling.delete_wake_up(run)
+
+
+def remove_proxy(run: Run) -> None:
+    """An async stack has no Lambda proxy (stack.py says why): remove one an earlier kind left."""
+    function.delete_function(run)
+    iam.delete_role(run, run.stack.lambda_role)
+    logs.delete_log_group(run, run.stack.lambda_log_group)
+
+
+def kind_status(run: Run, described: dict | None) -> list[str]:
+    """The endpoint kind and its settings as the live endpoint config has them."""
+    stack = run.stack
+    if described is None:
+        return []
+    config = run.client("sagemaker").describe_endpoint_config(
+        EndpointConfigName=described["EndpointConfigName"]
+    )
+    lines = [f"  kind: {endpoint_config.live_kind(config)} (stack file: {stack.endpoint.kind})"]
+    for v in config.get("ProductionVariants", []):
+        if "ServerlessConfig" in v:
+            sc = v["ServerlessConfig"]
+            lines.append(
+                f"  serverless: {sc['MemorySizeInMB']} MB, max concurrency {sc['MaxConcurrency']}, "
+                f"provisioned {sc.get('ProvisionedConcurrency', 0)}"
+            )
+    output = config.get("AsyncInferenceConfig", {}).get("OutputConfig")
+    if output:
+        lines.append(f"  async results: {output['S3OutputPath']}, failures: {output['S3FailurePath']}")
+        for key, topic in output.get("NotificationConfig", {}).items():
+            lines.append(f"  async {key}: {topic}")
+    if stack.endpoint.kind == "async":
+        wake = autoscaling.policies(run).get(autoscaling.wake_policy_name(run))
+        alarm = autoscaling.describe_alarm(run)
+        lines.append(
+            f"  wake-up: policy {'present' if wake else 'absent'}, alarm "
+            f"{alarm['AlarmName'] + ' ' + alarm.get('StateValue', '') if alarm else 'absent'}"
         )
     return lines
