@@ -465,12 +465,13 @@ def _kind(endpoint: _Table, doc: dict[str, Any]) -> str:
     kind = endpoint.string("kind", required=False) or "realtime"
     if kind not in KINDS:
         raise StackError(f"endpoint.kind: {kind!r} is not one of {', '.join(KINDS)}")
+    article = "an" if kind == "async" else "a"
     for owner, dotted, why in _KIND_ONLY:
         if owner != kind and _lookup(doc, dotted):
-            raise StackError(f"{dotted}: does not apply to a {kind} endpoint: {why}; remove it")
+            raise StackError(f"{dotted}: does not apply to {article} {kind} endpoint: {why}; remove it")
     for dotted, why in _NOT_ON.get(kind, ()):
         if _lookup(doc, dotted):
-            raise StackError(f"{dotted}: does not apply to a {kind} endpoint: {why}; remove it")
+            raise StackError(f"{dotted}: does not apply to {article} {kind} endpoint: {why}; remove it")
     return kind
 
 
