@@ -100,14 +100,19 @@ def delete_endpoint(run: Run) -> None:
     sagemaker.get_waiter("endpoint_deleted").wait(EndpointName=name, WaiterConfig=run.waiter_config(30))
 
 
-def refuse_kind_switch(run: Run, current: dict | None) -> None:
+def live_kind(run: Run) -> str | None:
+    """The kind of the endpoint as it runs now; None when there is no endpoint."""
+    current = describe(run)
+    if current is None:
+        return None
+    config = endpoint_config.describe(run, current["EndpointConfigName"])
+    return endpoint_config.live_kind(config) if config else None
+
+
+def refuse_kind_switch(run: Run, kind: str | None) -> None:
     """AWS converts a serverless endpoint to instances, never instances to serverless: say so before
     `up` asks for it."""
-    if not current or run.stack.endpoint.kind != "serverless":
-        return
-    live = run.client("sagemaker").describe_endpoint_config(EndpointConfigName=current["EndpointConfigName"])
-    kind = endpoint_config.live_kind(live)
-    if kind != "serverless":
+    if kind and kind != "serverless" and run.stack.endpoint.kind == "serverless":
         raise DeployError(
             f"endpoint {run.stack.endpoint_name} is {kind}; SageMaker cannot update an instance-based "
             "endpoint to serverless",

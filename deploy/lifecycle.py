@@ -10,7 +10,10 @@ from deploy.aws import Run
 
 def up(run: Run, publish: ecr.Publisher = ecr.build_and_push) -> Run:
     stack = run.stack
-    endpoint.refuse_kind_switch(run, endpoint.describe(run))
+    live_kind = endpoint.live_kind(run)
+    endpoint.refuse_kind_switch(run, live_kind)
+    # SNS and the wake-up alarm are touched only by async stacks, or to clear what one left behind.
+    was_async = stack.endpoint.kind == "async" or live_kind == "async"
     s3.ensure_bucket(run)
     uris = {}
     for image in ecr.IMAGES:
@@ -20,7 +23,8 @@ def up(run: Run, publish: ecr.Publisher = ecr.build_and_push) -> Run:
     if stack.function:
         logs.ensure_log_group(run, stack.lambda_log_group, stack.function.log_retention_days)
     arns = {name: iam.ensure_role(run, name, service, policy) for name, service, policy in iam.roles(run)}
-    topics.ensure_topics(run)
+    if was_async:
+        topics.ensure_topics(run)
     model_data = s3.ensure_model_data(run)
     model_name = model.ensure_model(run, uris["serve"], model_data, arns[stack.hosting_role])
     config = endpoint_config.ensure_endpoint_config(run, model_name)
@@ -36,7 +40,7 @@ def up(run: Run, publish: ecr.Publisher = ecr.build_and_push) -> Run:
     # The previous config and model are kept by SageMaker only while in use; drop ours once superseded.
     endpoint_config.delete_endpoint_configs(run, keep=config)
     model.delete_models(run, keep=model_name)
-    ensure_kind_scaling(run)
+    ensure_kind_scaling(run, was_async)
     if stack.function:
         function.ensure_function(run, arns[stack.lambda_role])
     else:
@@ -47,11 +51,14 @@ def up(run: Run, publish: ecr.Publisher = ecr.build_and_push) -> Run:
 def down(run: Run) -> Run:
     """Everything `up` made, in reverse; what is already gone counts as done. The bucket stays."""
     stack = run.stack
+    was_async = stack.endpoint.kind == "async" or endpoint.live_kind(run) == "async"
     function.delete_function(run)
-    autoscaling.delete_wake_up(run)
+    if was_async:
+        autoscaling.delete_wake_up(run)
     autoscaling.delete_scaling(run)
     endpoint.delete_endpoint(run)
-    topics.delete_topics(run)
+    if was_async:
+        topics.delete_topics(run)
     endpoint_config.delete_endpoint_configs(run)
     model.delete_models(run)
     s3.delete_model_data(run)
@@ -119,20 +126,19 @@ def _function_status(run: Run) -> list[str]:
     return lines
 
 
-def ensure_kind_scaling(run: Run) -> None:
+def ensure_kind_scaling(run: Run, was_async: bool) -> None:
     """Realtime: target tracking on invocations. Async: on the queue, down to zero, plus the wake-up
-    policy and alarm. Serverless: none. Whatever another kind left on the variant is removed."""
+    policy and alarm. Serverless: none. What an async endpoint before it left is removed."""
     stack = run.stack
-    if stack.autoscaling is None:
+    if stack.endpoint.kind != "async" and was_async:
         autoscaling.delete_wake_up(run)
+    if stack.autoscaling is None:
         autoscaling.delete_scaling(run)
         return
     autoscaling.ensure_scaling(run)
     if stack.endpoint.kind == "async":
         autoscaling.ensure_wake_up(run)
         autoscaling.delete_stale_policies(run, keep={stack.scaling_policy, autoscaling.wake_policy_name(run)})
-    else:
-        autoscaling.delete_wake_up(run)
 
 
 def remove_proxy(run: Run) -> None:

@@ -266,3 +266,20 @@ def test_async_hosting_policy_reads_its_input_and_writes_only_its_prefixes(make_
         "kennel-sagemaker-hosting",
         "kennel-sagemaker-training",
     ]
+
+
+def test_switching_realtime_to_async_plans_a_blue_green_update_and_clears_the_proxy(
+    make_run, async_doc, write_stack
+):
+    lifecycle.up(make_run(), publish=record_in_ecr)
+    planned = lifecycle.up(make_run(dry_run=True, path=write_stack(async_doc, "async.toml")))
+    changed = {(c.kind, c.name, c.action) for c in planned.changed()}
+    assert ("endpoint", "kennel-endpoint", "update") in changed
+    assert ("scaling policy", "kennel-invocations-per-instance", "delete") in changed
+    assert ("scaling policy", "kennel-backlog-per-instance", "create") in changed
+    assert ("scaling policy", "kennel-wake-on-backlog", "create") in changed
+    assert ("sns topic", "kennel-async-success", "create") in changed
+    assert ("iam role", "kennel-lambda-proxy", "delete") in changed
+    assert any(kind.startswith("lambda") and action == "delete" for kind, _, action in changed)
+    (update,) = [c for c in planned.changes if c.kind == "endpoint"]
+    assert update.detail.startswith("blue/green kennel-config-")
