@@ -60,12 +60,12 @@ def ensure_scaling(run: Run) -> None:
     current = policy and {k: policy["TargetTrackingScalingPolicyConfiguration"].get(k) for k in wanted}
     name = run.stack.scaling_policy
     if current == wanted:
-        run.apply("scaling policy", name, "unchanged", f"target {wanted['TargetValue']:g}/instance/min")
+        run.apply("scaling policy", name, "unchanged", target_label(run, wanted))
     elif run.apply(
         "scaling policy",
         name,
         "update" if policy else "create",
-        f"target {wanted['TargetValue']:g}/instance/min",
+        target_label(run, wanted),
     ):
         aas.put_scaling_policy(
             PolicyName=name,
@@ -213,3 +213,9 @@ def delete_stale_policies(run: Run, keep: set[str]) -> None:
                 ResourceId=resource_id(run),
                 ScalableDimension=DIMENSION,
             )
+
+
+def target_label(run: Run, wanted: dict) -> str:
+    if run.stack.endpoint.kind == "async":
+        return f"target {wanted['TargetValue']:g} queued/instance"
+    return f"target {wanted['TargetValue']:g}/instance/min"

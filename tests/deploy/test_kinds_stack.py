@@ -3,6 +3,7 @@ with the reason; the async role's policy still passes parliament."""
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 from parliament import analyze_policy_string
@@ -194,3 +195,13 @@ def test_serverless_and_realtime_hosting_policies_grant_no_async_prefixes(tmp_pa
         run = Run(parse(doc, tmp_path), dry_run=True, say=lambda line: None)
         sids = {s["Sid"] for s in iam.hosting_policy(run)["Statement"]}
         assert sids.isdisjoint({"ReadAsyncInput", "WriteAsyncResults", "Notify"})
+
+
+def test_the_async_deployer_grants_in_the_guide_pass_parliament():
+    text = (Path(__file__).resolve().parents[2] / "docs" / "deploy.md").read_text()
+    block = text.split("<!-- deployer-policy-async -->", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    policy = json.loads(block)
+    findings = analyze_policy_string(json.dumps(policy)).findings
+    assert findings == [], [(f.issue, f.detail) for f in findings]
+    for statement in policy["Statement"]:
+        assert "*" not in statement["Resource"] and not any("*" in a for a in statement["Action"])
