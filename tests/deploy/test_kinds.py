@@ -7,7 +7,7 @@ import urllib.request
 import boto3
 import pytest
 
-from deploy import cli, iam, lifecycle
+from deploy import cli, endpoint, iam, lifecycle
 from deploy.aws import DeployError
 from tests.deploy.conftest import record_in_ecr
 
@@ -283,3 +283,15 @@ def test_switching_realtime_to_async_plans_a_blue_green_update_and_clears_the_pr
     assert any(kind.startswith("lambda") and action == "delete" for kind, _, action in changed)
     (update,) = [c for c in planned.changes if c.kind == "endpoint"]
     assert update.detail.startswith("blue/green kennel-config-")
+
+
+def test_serverless_to_realtime_plans_a_blue_green_update_with_the_configs_instance_count(
+    make_run, serverless_doc, write_stack, stack_file
+):
+    lifecycle.up(make_run(path=write_stack(serverless_doc, "serverless.toml")), publish=record_in_ecr)
+    realtime = make_run(dry_run=True, path=stack_file)
+    current = boto3.client("sagemaker").describe_endpoint(EndpointName="kennel-endpoint")
+    # A serverless variant has no instance type, so the update takes the new config's instance count.
+    assert endpoint.instance_type_changes(realtime, current) is True
+    changed = {(c.kind, c.action) for c in lifecycle.up(realtime).changed()}
+    assert {("endpoint", "update"), ("scalable target", "create"), ("scaling policy", "create")} <= changed

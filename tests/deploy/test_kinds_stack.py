@@ -3,6 +3,8 @@ with the reason; the async role's policy still passes parliament."""
 
 import copy
 import json
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from parliament import analyze_policy_string
 from deploy import iam
 from deploy.aws import Run
 from deploy.stack import StackError, parse
-from tests.deploy.conftest import example_doc
+from tests.deploy.conftest import EXAMPLE, example_doc
 
 SERVERLESS = {"memory_size_mb": 3072, "max_concurrency": 20}
 ASYNC = {
@@ -205,3 +207,29 @@ def test_the_async_deployer_grants_in_the_guide_pass_parliament():
     assert findings == [], [(f.issue, f.detail) for f in findings]
     for statement in policy["Statement"]:
         assert "*" not in statement["Resource"] and not any("*" in a for a in statement["Action"])
+
+
+def commented_keys(text: str, start: str) -> dict:
+    """The `# key = value` lines of the example's commented block that opens with `start`."""
+    block = text.split(start, 1)[1].split("\n\n", 1)[0]
+    return tomllib.loads(
+        "\n".join(line[2:] for line in block.splitlines() if re.match(r"# [a-z_]+ = ", line))
+    )
+
+
+def test_the_examples_commented_kind_tables_are_valid_stack_keys(tmp_path):
+    text = EXAMPLE.read_text()
+    doc = serverless_doc()
+    doc["endpoint"]["serverless"] = commented_keys(text, "# [endpoint.serverless]\n")
+    assert set(doc["endpoint"]["serverless"]) == {
+        "memory_size_mb",
+        "max_concurrency",
+        "provisioned_concurrency",
+    }
+    parse(doc, tmp_path)
+    doc = async_doc()
+    doc["endpoint"]["async"] = commented_keys(text, "# [endpoint.async]\n")
+    assert set(doc["endpoint"]["async"]) == set(ASYNC)
+    backlog = commented_keys(text, "target_invocations_per_instance = 600\n")
+    assert backlog == {"target_backlog_per_instance": 5}
+    parse(doc, tmp_path)
