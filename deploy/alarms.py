@@ -127,6 +127,8 @@ def _endpoint_alarms(stack: Stack, minutes: int) -> list[Alarm]:
 
 
 def _function_alarms(stack: Stack, minutes: int) -> list[Alarm]:
+    if stack.function is None:  # an async stack has no proxy
+        return []
     a, fn, name = stack.alarms, function_dimensions(stack), stack.function_name
     # A count: at least the threshold within one window of `minutes`.
     window = {"EvaluationPeriods": 1, "DatapointsToAlarm": 1, **AT_LEAST, **QUIET_IS_FINE}

@@ -54,6 +54,12 @@ def status(args: argparse.Namespace, run: Run) -> int:
 def _invoke_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", type=Path, metavar="IMAGE_FILE", help="a JPEG or PNG file")
     parser.add_argument("--direct", action="store_true", help="call the endpoint, not the Lambda")
+    parser.add_argument(
+        "--async",
+        dest="async_",
+        action="store_true",
+        help="async endpoints: upload to the input prefix, InvokeEndpointAsync, wait for the result object",
+    )
 
 
 @command("invoke", _invoke_arguments)
@@ -61,6 +67,9 @@ def invoke_image(args: argparse.Namespace, run: Run) -> int:
     """python -m deploy invoke --stack deploy/stack.example.toml dog.jpg [--direct]
 
     Classifies one image through the Lambda's `live` alias (or straight at the endpoint)."""
+    if args.async_ or run.stack.endpoint.kind == "async":
+        print_json(invoke.via_async(run, args.image))
+        return 0
     print_json((invoke.via_endpoint if args.direct else invoke.via_lambda)(run, args.image))
     return 0
 

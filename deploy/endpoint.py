@@ -6,6 +6,7 @@ back and also ends InService, on the old config, so the status alone proves noth
 
 from botocore.exceptions import ClientError, WaiterError
 
+from deploy import endpoint_config
 from deploy.aws import DeployError, Run, is_not_found
 
 BUSY = {"Creating", "Updating", "SystemUpdating", "RollingBack"}
@@ -30,7 +31,7 @@ def instance_type_changes(run: Run, current: dict) -> bool:
     """True when the live config runs another instance type: AWS then refuses the update until the
     variant is deregistered from auto-scaling."""
     live = run.client("sagemaker").describe_endpoint_config(EndpointConfigName=current["EndpointConfigName"])
-    return any(v["InstanceType"] != run.stack.endpoint.instance_type for v in live["ProductionVariants"])
+    return any(v.get("InstanceType") != run.stack.endpoint.instance_type for v in live["ProductionVariants"])
 
 
 def ensure_endpoint(run: Run, config: str, current: dict | None, new_instance_type: bool = False) -> None:
@@ -97,3 +98,24 @@ def delete_endpoint(run: Run) -> None:
         if not is_not_found(err):
             raise
     sagemaker.get_waiter("endpoint_deleted").wait(EndpointName=name, WaiterConfig=run.waiter_config(30))
+
+
+def live_kind(run: Run) -> str | None:
+    """The kind of the endpoint as it runs now; None when there is no endpoint."""
+    current = describe(run)
+    if current is None:
+        return None
+    config = endpoint_config.describe(run, current["EndpointConfigName"])
+    return endpoint_config.live_kind(config) if config else None
+
+
+def refuse_kind_switch(run: Run, kind: str | None) -> None:
+    """AWS converts a serverless endpoint to instances, never instances to serverless: say so before
+    `up` asks for it."""
+    if kind and kind != "serverless" and run.stack.endpoint.kind == "serverless":
+        raise DeployError(
+            f"endpoint {run.stack.endpoint_name} is {kind}; SageMaker cannot update an instance-based "
+            "endpoint to serverless",
+            "run `python -m deploy down` then `up` (downtime), or deploy the serverless stack under "
+            "another name and move the callers",
+        )

@@ -8,6 +8,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from deploy import topics
 from deploy.aws import Run, is_not_found
 
 PREFIX = "config-"
@@ -15,6 +16,8 @@ PREFIX = "config-"
 
 def variant(run: Run, model: str) -> dict[str, Any]:
     endpoint = run.stack.endpoint
+    if endpoint.kind == "serverless":
+        return serverless_variant(run, model)
     return {
         "VariantName": endpoint.variant,
         "ModelName": model,
@@ -49,7 +52,10 @@ def _definition(run: Run, model: str) -> dict[str, Any]:
 
 
 def config_name(run: Run, model: str) -> str:
-    digest = hashlib.sha256(json.dumps(_definition(run, model), sort_keys=True).encode()).hexdigest()[:12]
+    defining: Any = _definition(run, model)
+    if run.stack.endpoint.kind == "async":
+        defining = [defining, async_config(run)]
+    digest = hashlib.sha256(json.dumps(defining, sort_keys=True).encode()).hexdigest()[:12]
     return f"{run.stack.name}-{PREFIX}{digest}"
 
 
@@ -70,7 +76,7 @@ def ensure_endpoint_config(run: Run, model: str) -> str:
         "endpoint config",
         name,
         "create",
-        f"{run.stack.endpoint.instance_count} x {run.stack.endpoint.instance_type}" + _capture_detail(run),
+        summary(run) + _capture_detail(run),
     ):
         capture = data_capture(run)
         run.client("sagemaker").create_endpoint_config(
@@ -78,6 +84,7 @@ def ensure_endpoint_config(run: Run, model: str) -> str:
             ProductionVariants=[variant(run, model)],
             Tags=run.tag_list(),
             **({"DataCaptureConfig": capture} if capture else {}),
+            **kind_settings(run),
         )
     return name
 
@@ -100,3 +107,59 @@ def delete_endpoint_configs(run: Run, keep: str | None = None) -> None:
             except ClientError as err:
                 if not is_not_found(err):
                     raise
+
+
+def serverless_variant(run: Run, model: str) -> dict[str, Any]:
+    """A serverless variant: memory and concurrency instead of instances; SageMaker runs the start-up."""
+    serverless = run.stack.endpoint.serverless
+    config = {"MemorySizeInMB": serverless.memory_size_mb, "MaxConcurrency": serverless.max_concurrency}
+    if serverless.provisioned_concurrency:
+        config["ProvisionedConcurrency"] = serverless.provisioned_concurrency
+    return {"VariantName": run.stack.endpoint.variant, "ModelName": model, "ServerlessConfig": config}
+
+
+def async_config(run: Run) -> dict[str, Any]:
+    """AsyncInferenceConfig: where results and failures go, which topics hear of them, and how many
+    requests each instance takes from the queue at once."""
+    settings = run.stack.endpoint.async_inference
+    output = {
+        "S3OutputPath": run.stack.s3_uri(settings.output_prefix),
+        "S3FailurePath": run.stack.s3_uri(settings.failure_prefix),
+    }
+    notify = {}
+    if settings.success_topic:
+        notify["SuccessTopic"] = topics.topic_arn(run, topics.success_topic(run.stack))
+    if settings.error_topic:
+        notify["ErrorTopic"] = topics.topic_arn(run, topics.error_topic(run.stack))
+    if notify:
+        output["NotificationConfig"] = notify
+    return {
+        "ClientConfig": {
+            "MaxConcurrentInvocationsPerInstance": settings.max_concurrent_invocations_per_instance
+        },
+        "OutputConfig": output,
+    }
+
+
+def kind_settings(run: Run) -> dict[str, Any]:
+    """The extra CreateEndpointConfig arguments of the stack's endpoint kind."""
+    return {"AsyncInferenceConfig": async_config(run)} if run.stack.endpoint.kind == "async" else {}
+
+
+def summary(run: Run) -> str:
+    endpoint = run.stack.endpoint
+    if endpoint.kind == "serverless":
+        provisioned = endpoint.serverless.provisioned_concurrency
+        return (
+            f"serverless {endpoint.serverless.memory_size_mb} MB, up to {endpoint.serverless.max_concurrency}"
+            f" concurrent" + (f", {provisioned} provisioned" if provisioned else "")
+        )
+    count = f"{endpoint.instance_count} x {endpoint.instance_type}"
+    return f"async, {count}" if endpoint.kind == "async" else count
+
+
+def live_kind(config: dict) -> str:
+    """The kind of a described endpoint config."""
+    if any("ServerlessConfig" in v for v in config.get("ProductionVariants", [])):
+        return "serverless"
+    return "async" if config.get("AsyncInferenceConfig") else "realtime"

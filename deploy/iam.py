@@ -8,6 +8,7 @@ import contextlib
 import json
 from typing import Any
 
+from deploy import topics
 from deploy.aws import Run
 
 # The only actions granted on "*", each because the service has no resource type for it.
@@ -68,6 +69,7 @@ def hosting_policy(run: Run) -> Policy:
         ),
         _allow("WriteLogs", ["logs:CreateLogStream", "logs:PutLogEvents"], [f"{group}:log-stream:*"]),
         _allow("DescribeLogs", ["logs:DescribeLogStreams"], [f"{group}:*"]),
+        *async_statements(run),
         _metrics(),
         *_data_capture(run),
         *_batch_transform(run),
@@ -163,7 +165,7 @@ def roles(run: Run) -> list[tuple[str, str, Policy]]:
     return [
         (stack.hosting_role, "sagemaker", hosting_policy(run)),
         (stack.training_role, "sagemaker", training_policy(run)),
-        (stack.lambda_role, "lambda", lambda_policy(run)),
+        *([(stack.lambda_role, "lambda", lambda_policy(run))] if stack.function else []),
     ]
 
 
@@ -225,3 +227,24 @@ def delete_role(run: Run, name: str) -> None:
         iam.delete_role_policy(RoleName=name, PolicyName=policy)
     with contextlib.suppress(iam.exceptions.NoSuchEntityException):
         iam.delete_role(RoleName=name)
+
+
+def async_statements(run: Run) -> list[dict[str, Any]]:
+    """An async endpoint's extra grants: read its input prefix, write only its output and failure
+    prefixes, publish only to its own topics. None for the other kinds."""
+    settings = run.stack.endpoint.async_inference
+    if settings is None:
+        return []
+    objects = f"arn:{run.partition}:s3:::{run.stack.bucket}/{run.stack.prefix}"
+    statements = [
+        _allow("ReadAsyncInput", ["s3:GetObject"], [f"{objects}/{settings.input_prefix}/*"]),
+        _allow(
+            "WriteAsyncResults",
+            ["s3:AbortMultipartUpload", "s3:PutObject"],
+            [f"{objects}/{settings.output_prefix}/*", f"{objects}/{settings.failure_prefix}/*"],
+        ),
+    ]
+    names = topics.wanted(run.stack)
+    if names:
+        statements.append(_allow("Notify", ["sns:Publish"], [topics.topic_arn(run, name) for name in names]))
+    return statements

@@ -4,11 +4,15 @@ endpoint, and return the predictions."""
 import base64
 import json
 import mimetypes
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from deploy import function
-from deploy.aws import DeployError, Run
+from deploy.aws import DeployError, Run, is_not_found
 
 
 def content_type(path: Path) -> str:
@@ -55,3 +59,49 @@ def _decode(raw: bytes | str) -> Any:
         return json.loads(raw)
     except ValueError:
         return raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+
+
+def via_async(run: Run, image: Path, wait_seconds: float = 900) -> Any:
+    """Uploads the image to the stack's async input prefix, calls InvokeEndpointAsync and waits for the
+    result object (returned) or the failure object (raised, with its content)."""
+    stack = run.stack
+    settings = stack.endpoint.async_inference
+    if settings is None:
+        raise DeployError(
+            f"endpoint {stack.endpoint_name} is {stack.endpoint.kind}; "
+            '--async needs [endpoint] kind = "async"'
+        )
+    s3, key = run.client("s3"), f"{stack.prefix}/{settings.input_prefix}/{uuid.uuid4().hex}{image.suffix}"
+    s3.put_object(Bucket=stack.bucket, Key=key, Body=image.read_bytes(), ContentType=content_type(image))
+    answer = run.client("sagemaker-runtime").invoke_endpoint_async(
+        EndpointName=stack.endpoint_name,
+        InputLocation=f"s3://{stack.bucket}/{key}",
+        ContentType=content_type(image),
+        Accept="application/json",
+    )
+    output, failure = answer["OutputLocation"], answer.get("FailureLocation")
+    run.say(f"queued as {answer.get('InferenceId', key)}; waiting for {output}")
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        body = _read_s3(run, output)
+        if body is not None:
+            return _decode(body)
+        failed = _read_s3(run, failure) if failure else None
+        if failed is not None:
+            raise DeployError(f"async request failed ({failure})", failed.decode(errors="replace"))
+        if time.monotonic() > deadline:
+            raise DeployError(
+                f"no result after {wait_seconds:g} s",
+                f"it will appear at {output} (or {failure}); check later",
+            )
+        time.sleep(min(max(run.poll_seconds, 0), 5))
+
+
+def _read_s3(run: Run, uri: str) -> bytes | None:
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    try:
+        return run.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as err:
+        if is_not_found(err):
+            return None
+        raise

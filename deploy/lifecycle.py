@@ -17,20 +17,28 @@ from deploy import (
     model,
     notifications,
     s3,
+    topics,
 )
 from deploy.aws import Run
 
 
 def up(run: Run, publish: ecr.Publisher | None = None) -> Run:
     stack = run.stack
+    live_kind = endpoint.live_kind(run)
+    endpoint.refuse_kind_switch(run, live_kind)
+    # SNS and the wake-up alarm are touched only by async stacks, or to clear what one left behind.
+    was_async = stack.endpoint.kind == "async" or live_kind == "async"
     s3.ensure_bucket(run)
     uris = {}
     for image in ecr.UP_IMAGES:
         ecr.ensure_repository(run, image)
         uris[image] = ecr.ensure_image(run, image, publish or ecr.build_and_push)
     logs.ensure_log_group(run, stack.endpoint_log_group, stack.endpoint.log_retention_days)
-    logs.ensure_log_group(run, stack.lambda_log_group, stack.function.log_retention_days)
+    if stack.function:
+        logs.ensure_log_group(run, stack.lambda_log_group, stack.function.log_retention_days)
     arns = {name: iam.ensure_role(run, name, service, policy) for name, service, policy in iam.roles(run)}
+    if was_async:
+        topics.ensure_topics(run)
     model_data = s3.ensure_model_data(run)
     model_name = model.ensure_model(run, uris["serve"], model_data, arns[stack.hosting_role])
     config = endpoint_config.ensure_endpoint_config(run, model_name)
@@ -46,8 +54,11 @@ def up(run: Run, publish: ecr.Publisher | None = None) -> Run:
     # The previous config and model are kept by SageMaker only while in use; drop ours once superseded.
     endpoint_config.delete_endpoint_configs(run, keep=config)
     model.delete_models(run, keep=model_name)
-    autoscaling.ensure_scaling(run)
-    function.ensure_function(run, arns[stack.lambda_role])
+    ensure_kind_scaling(run, was_async)
+    if stack.function:
+        function.ensure_function(run, arns[stack.lambda_role])
+    else:
+        remove_proxy(run)
     notifications.ensure_topic(run)
     alarms.ensure_alarms(run)
     dashboard.ensure_dashboard(run)
@@ -60,14 +71,21 @@ def down(run: Run) -> Run:
     dashboard.delete_dashboard(run)
     alarms.delete_alarms(run)
     notifications.delete_topic(run)
+    was_async = stack.endpoint.kind == "async" or endpoint.live_kind(run) == "async"
     function.delete_function(run)
+    if was_async:
+        autoscaling.delete_wake_up(run)
     autoscaling.delete_scaling(run)
     endpoint.delete_endpoint(run)
+    if was_async:
+        topics.delete_topics(run)
     endpoint_config.delete_endpoint_configs(run)
     model.delete_models(run)
     s3.delete_model_data(run)
     for name, _, _ in reversed(iam.roles(run)):
         iam.delete_role(run, name)
+    if stack.function is None:
+        iam.delete_role(run, stack.lambda_role)
     logs.delete_log_group(run, stack.lambda_log_group)
     logs.delete_log_group(run, stack.endpoint_log_group)
     for image in reversed(ecr.IMAGES):
@@ -92,16 +110,19 @@ def status(run: Run) -> list[str]:
                 f"  variant {v['VariantName']}: {v.get('CurrentInstanceCount')} running, "
                 f"{v.get('DesiredInstanceCount')} desired"
             )
+    lines.extend(kind_status(run, described))
     target, policy = autoscaling.describe_target(run), autoscaling.describe_policy(run)
     if target:
         lines.append(f"  scaling: {target['MinCapacity']}..{target['MaxCapacity']} instances")
     if policy:
         tt = policy["TargetTrackingScalingPolicyConfiguration"]
+        unit = "requests queued/instance" if stack.endpoint.kind == "async" else "invocations/instance/min"
         lines.append(
-            f"  policy {policy['PolicyName']}: {tt['TargetValue']:g} invocations/instance/min, "
+            f"  policy {policy['PolicyName']}: {tt['TargetValue']:g} {unit}, "
             f"cooldown in {tt.get('ScaleInCooldown')} s / out {tt.get('ScaleOutCooldown')} s"
         )
-    lines.extend(_function_status(run))
+    if stack.function:
+        lines.extend(_function_status(run))
     lines.extend(alarms.status(run) + notifications.status(run))
     return lines
 
@@ -122,5 +143,58 @@ def _function_status(run: Run) -> list[str]:
         lines.append(
             f"  provisioned concurrency: {pc.get('AllocatedProvisionedConcurrentExecutions')}/"
             f"{pc['RequestedProvisionedConcurrentExecutions']} {pc['Status']}"
+        )
+    return lines
+
+
+def ensure_kind_scaling(run: Run, was_async: bool) -> None:
+    """Realtime: target tracking on invocations. Async: on the queue, down to zero, plus the wake-up
+    policy and alarm. Serverless: none. What an async endpoint before it left is removed."""
+    stack = run.stack
+    if stack.endpoint.kind != "async" and was_async:
+        autoscaling.delete_wake_up(run)
+    if stack.autoscaling is None:
+        autoscaling.delete_scaling(run)
+        return
+    autoscaling.ensure_scaling(run)
+    if stack.endpoint.kind == "async":
+        autoscaling.ensure_wake_up(run)
+        autoscaling.delete_stale_policies(run, keep={stack.scaling_policy, autoscaling.wake_policy_name(run)})
+
+
+def remove_proxy(run: Run) -> None:
+    """An async stack has no Lambda proxy (stack.py says why): remove one an earlier kind left."""
+    function.delete_function(run)
+    iam.delete_role(run, run.stack.lambda_role)
+    logs.delete_log_group(run, run.stack.lambda_log_group)
+
+
+def kind_status(run: Run, described: dict | None) -> list[str]:
+    """The endpoint kind and its settings as the live endpoint config has them."""
+    stack = run.stack
+    if described is None:
+        return []
+    config = run.client("sagemaker").describe_endpoint_config(
+        EndpointConfigName=described["EndpointConfigName"]
+    )
+    lines = [f"  kind: {endpoint_config.live_kind(config)} (stack file: {stack.endpoint.kind})"]
+    for v in config.get("ProductionVariants", []):
+        if "ServerlessConfig" in v:
+            sc = v["ServerlessConfig"]
+            lines.append(
+                f"  serverless: {sc['MemorySizeInMB']} MB, max concurrency {sc['MaxConcurrency']}, "
+                f"provisioned {sc.get('ProvisionedConcurrency', 0)}"
+            )
+    output = config.get("AsyncInferenceConfig", {}).get("OutputConfig")
+    if output:
+        lines.append(f"  async results: {output['S3OutputPath']}, failures: {output['S3FailurePath']}")
+        for key, topic in output.get("NotificationConfig", {}).items():
+            lines.append(f"  async {key}: {topic}")
+    if stack.endpoint.kind == "async":
+        wake = autoscaling.policies(run).get(autoscaling.wake_policy_name(run))
+        alarm = autoscaling.describe_alarm(run)
+        lines.append(
+            f"  wake-up: policy {'present' if wake else 'absent'}, alarm "
+            f"{alarm['AlarmName'] + ' ' + alarm.get('StateValue', '') if alarm else 'absent'}"
         )
     return lines

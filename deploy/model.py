@@ -13,7 +13,8 @@ PREFIX = "model-"
 
 
 def model_name(run: Run, image_uri: str, model_data_url: str, role_arn: str) -> str:
-    digest = hashlib.sha256(json.dumps([image_uri, model_data_url, role_arn]).encode()).hexdigest()[:12]
+    defining = [image_uri, model_data_url, role_arn] + ([environment(run)] if environment(run) else [])
+    digest = hashlib.sha256(json.dumps(defining).encode()).hexdigest()[:12]
     return f"{run.stack.name}-{PREFIX}{digest}"
 
 
@@ -33,7 +34,8 @@ def ensure_model(run: Run, image_uri: str, model_data_url: str, role_arn: str) -
             try:
                 sagemaker.create_model(
                     ModelName=name,
-                    PrimaryContainer={"Image": image_uri, "ModelDataUrl": model_data_url},
+                    PrimaryContainer={"Image": image_uri, "ModelDataUrl": model_data_url}
+                    | ({"Environment": environment(run)} if environment(run) else {}),
                     ExecutionRoleArn=role_arn,
                     Tags=run.tag_list(),
                 )
@@ -57,3 +59,10 @@ def delete_models(run: Run, keep: str | None = None) -> None:
             except ClientError as err:
                 if not is_not_found(err):
                     raise
+
+
+def environment(run: Run) -> dict[str, str]:
+    """The serving container's environment beyond its defaults: an async endpoint takes bodies up to
+    `[endpoint.async] max_payload_mb` (SageMaker hands it the S3 object; the pixel guard still applies)."""
+    settings = run.stack.endpoint.async_inference
+    return {"SAGEMAKER_MAX_PAYLOAD_IN_MB": str(settings.max_payload_mb)} if settings else {}

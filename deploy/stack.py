@@ -59,22 +59,26 @@ class Tuning:
 
 @dataclass(frozen=True)
 class Endpoint:
-    instance_type: str
-    instance_count: int
+    instance_type: str | None  # None on a serverless endpoint
+    instance_count: int | None
     variant: str
-    startup_health_check_timeout_seconds: int
-    model_download_timeout_seconds: int
+    startup_health_check_timeout_seconds: int | None  # None on a serverless endpoint
+    model_download_timeout_seconds: int | None
     log_retention_days: int
     data_capture: "DataCapture | None" = None
+    kind: str = "realtime"
+    serverless: "Serverless | None" = None
+    async_inference: "AsyncInference | None" = None
 
 
 @dataclass(frozen=True)
 class Autoscaling:
     min_instances: int
     max_instances: int
-    target_invocations_per_instance: float
+    target_invocations_per_instance: float | None  # realtime
     scale_in_cooldown_seconds: int
     scale_out_cooldown_seconds: int
+    target_backlog_per_instance: float | None = None  # async
 
 
 @dataclass(frozen=True)
@@ -105,8 +109,8 @@ class Stack:
     training: Training
     tuning: Tuning
     endpoint: Endpoint
-    autoscaling: Autoscaling
-    function: Lambda
+    autoscaling: Autoscaling | None  # None on a serverless endpoint
+    function: Lambda | None  # None on an async endpoint
     path: Path = field(compare=False)
     alarms: "Alarms" = field(default_factory=lambda: Alarms())
     transform: "Transform | None" = None
@@ -146,6 +150,8 @@ class Stack:
 
     @property
     def scaling_policy(self) -> str:
+        if self.endpoint.kind == "async":
+            return f"{self.name}-backlog-per-instance"
         return f"{self.name}-invocations-per-instance"
 
     def s3_uri(self, *parts: str) -> str:
@@ -176,8 +182,9 @@ def parse(doc: dict[str, Any], base: Path, path: Path | None = None) -> Stack:
     training = top.table("training")
     tuning = top.table("tuning")
     endpoint = top.table("endpoint")
-    scaling = top.table("autoscaling")
-    fn = top.table("lambda")
+    kind = _kind(endpoint, top.data)
+    scaling = top.table("autoscaling", required=kind != "serverless")
+    fn = top.table("lambda", required=kind != "async")
     tags = top.table("tags", required=False)
 
     model_dir = model.string("dir", required=False)
@@ -187,18 +194,9 @@ def parse(doc: dict[str, Any], base: Path, path: Path | None = None) -> Stack:
     lr = tuning.numbers("learning_rate", float, length=2)
     if not 0 < lr[0] < lr[1]:
         raise StackError("tuning.learning_rate: needs 0 < low < high")
-    instance_count = endpoint.integer("instance_count", minimum=1)
-    lo = scaling.integer("min_instances", minimum=1)
-    hi = scaling.integer("max_instances", minimum=1)
-    if not lo <= instance_count <= hi:
-        raise StackError(
-            "autoscaling.min_instances: needs min_instances <= endpoint.instance_count <= max_instances"
-        )
-    endpoint_type = endpoint.string("instance_type", pattern=re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$"))
-    if endpoint_type.startswith("ml.t"):
-        raise StackError("endpoint.instance_type: auto-scaling does not support burstable ml.t* instances")
-    reserved = fn.integer("reserved_concurrency", minimum=1)
-    provisioned = fn.integer("provisioned_concurrency", minimum=0)
+    instance_count, lo, hi, endpoint_type = _instances(kind, endpoint, scaling)
+    reserved = fn.integer("reserved_concurrency", minimum=1) if fn.present else 0
+    provisioned = fn.integer("provisioned_concurrency", minimum=0) if fn.present else 0
     if provisioned > reserved:
         raise StackError("lambda.provisioned_concurrency: may not exceed lambda.reserved_concurrency")
     spot = training.boolean("spot")
@@ -244,19 +242,33 @@ def parse(doc: dict[str, Any], base: Path, path: Path | None = None) -> Stack:
             variant=endpoint.string("variant", pattern=re.compile(r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")),
             startup_health_check_timeout_seconds=endpoint.integer(
                 "startup_health_check_timeout_seconds", minimum=60, maximum=3600
-            ),
+            )
+            if kind != "serverless"
+            else None,
             model_download_timeout_seconds=endpoint.integer(
                 "model_download_timeout_seconds", minimum=60, maximum=3600
-            ),
+            )
+            if kind != "serverless"
+            else None,
             log_retention_days=endpoint.integer("log_retention_days", minimum=1),
+            kind=kind,
+            serverless=_serverless(endpoint) if kind == "serverless" else None,
+            async_inference=_async(endpoint, s3.data.get("prefix", "")) if kind == "async" else None,
         ),
         autoscaling=Autoscaling(
             min_instances=lo,
             max_instances=hi,
-            target_invocations_per_instance=scaling.number("target_invocations_per_instance"),
+            target_invocations_per_instance=scaling.number("target_invocations_per_instance")
+            if kind == "realtime"
+            else None,
             scale_in_cooldown_seconds=scaling.integer("scale_in_cooldown_seconds", minimum=0),
             scale_out_cooldown_seconds=scaling.integer("scale_out_cooldown_seconds", minimum=0),
-        ),
+            target_backlog_per_instance=scaling.number("target_backlog_per_instance")
+            if kind == "async"
+            else None,
+        )
+        if scaling.present
+        else None,
         function=Lambda(
             source_dir=(base / fn.string("source_dir")).resolve(),
             runtime=fn.string("runtime", pattern=re.compile(r"^python3\.\d+$")),
@@ -267,7 +279,9 @@ def parse(doc: dict[str, Any], base: Path, path: Path | None = None) -> Stack:
             provisioned_concurrency=provisioned,
             function_url=fn.boolean("function_url"),
             log_retention_days=fn.integer("log_retention_days", minimum=1),
-        ),
+        )
+        if fn.present
+        else None,
         path=path or base,
         transform=transform,
     )
@@ -510,7 +524,7 @@ class Alarms:
 
 def _with_operations(stack: Stack, top: "_Table", endpoint: "_Table", fn: "_Table") -> Stack:
     """The optional keys for operating the stack, read into a copy of `stack`."""
-    if not SIZED.match(stack.endpoint.instance_type):
+    if stack.endpoint.instance_type is not None and not SIZED.match(stack.endpoint.instance_type):
         raise StackError(
             f"endpoint.instance_type: {stack.endpoint.instance_type!r} has no size that names its vCPU count "
             "(medium, large, xlarge, 2xlarge, ...), which the CPU alarm and dashboard need"
@@ -523,7 +537,7 @@ def _with_operations(stack: Stack, top: "_Table", endpoint: "_Table", fn: "_Tabl
             prefix=capture.optional_string("prefix", "data-capture", PREFIX),
         )
         capture.reject_unknown()
-    function = replace(
+    function = stack.function and replace(
         stack.function,
         allowed_url_hosts=fn.host_names("allowed_url_hosts"),
         max_image_bytes=fn.optional_integer("max_image_bytes", 1, MAX_IMAGE_BYTES),
@@ -567,3 +581,173 @@ def _host_name(key: str, value: Any) -> str:
     if len(labels) < 2 or len(host) > 253 or not all(LABEL.match(label) for label in labels):
         raise StackError(f"{key}: {value!r} is not a host name like images.example.com")
     return value.lower()
+
+
+# Endpoint kinds: `[endpoint] kind` picks one; each kind's keys are refused on the others, with the reason.
+KINDS = ("realtime", "serverless", "async")
+SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+# Keys of the S3 prefix that other parts of Kennel own; async prefixes may not reach into them.
+OWNED_PREFIXES = ("data", "training", "checkpoints", "models")
+
+
+@dataclass(frozen=True)
+class Serverless:
+    memory_size_mb: int
+    max_concurrency: int
+    provisioned_concurrency: int  # 0: none
+
+
+@dataclass(frozen=True)
+class AsyncInference:
+    # Key prefixes below [s3] prefix: requests are uploaded to input_prefix; SageMaker writes results
+    # to output_prefix and errors to failure_prefix.
+    input_prefix: str
+    output_prefix: str
+    failure_prefix: str
+    success_topic: bool
+    error_topic: bool
+    max_concurrent_invocations_per_instance: int
+    max_payload_mb: int
+
+
+# (kind the key belongs to, dotted key, why it does not apply elsewhere)
+_KIND_ONLY = (
+    ("serverless", "endpoint.serverless", "it sizes a serverless endpoint"),
+    ("async", "endpoint.async", "it configures an async endpoint's queue, S3 prefixes and topics"),
+    (
+        "async",
+        "autoscaling.target_backlog_per_instance",
+        "only async endpoints scale on their queue (ApproximateBacklogSizePerInstance)",
+    ),
+    (
+        "realtime",
+        "autoscaling.target_invocations_per_instance",
+        "only realtime endpoints scale on InvocationsPerInstance; async ones scale on "
+        "autoscaling.target_backlog_per_instance",
+    ),
+)
+_NOT_ON = {
+    "serverless": (
+        ("endpoint.instance_type", "a serverless endpoint has no instances; SageMaker sizes it by memory"),
+        ("endpoint.instance_count", "a serverless endpoint has no instances; it scales by concurrency"),
+        (
+            "autoscaling",
+            "a serverless endpoint scales itself up to endpoint.serverless.max_concurrency",
+        ),
+        (
+            "endpoint.startup_health_check_timeout_seconds",
+            "SageMaker manages a serverless endpoint's start-up",
+        ),
+        ("endpoint.model_download_timeout_seconds", "SageMaker manages a serverless endpoint's start-up"),
+        ("endpoint.data_capture", "SageMaker does not capture data on serverless endpoints"),
+        ("alarms.cpu_percent", "a serverless endpoint has no instances whose CPU could be watched"),
+        ("alarms.at_max_instances_minutes", "a serverless endpoint has no instance count"),
+    ),
+    "async": (
+        (
+            "lambda",
+            "the proxy calls InvokeEndpoint, which an async endpoint refuses; send requests with "
+            "`python -m deploy invoke --async` or InvokeEndpointAsync",
+        ),
+        *(
+            (f"alarms.{key}", "an async stack has no Lambda proxy to watch")
+            for key in ("lambda_errors", "lambda_throttles", "lambda_duration_percent", "lambda_spillover")
+        ),
+    ),
+}
+
+
+def _lookup(doc: dict[str, Any], dotted: str) -> bool:
+    node: Any = doc
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _kind(endpoint: _Table, doc: dict[str, Any]) -> str:
+    """`endpoint.kind`, after refusing every key that does not apply to it."""
+    kind = endpoint.string("kind", required=False) or "realtime"
+    if kind not in KINDS:
+        raise StackError(f"endpoint.kind: {kind!r} is not one of {', '.join(KINDS)}")
+    article = "an" if kind == "async" else "a"
+    for owner, dotted, why in _KIND_ONLY:
+        if owner != kind and _lookup(doc, dotted):
+            raise StackError(f"{dotted}: does not apply to {article} {kind} endpoint: {why}; remove it")
+    for dotted, why in _NOT_ON.get(kind, ()):
+        if _lookup(doc, dotted):
+            raise StackError(f"{dotted}: does not apply to {article} {kind} endpoint: {why}; remove it")
+    return kind
+
+
+def _instances(kind: str, endpoint: _Table, scaling: _Table) -> tuple:
+    """(instance_count, min, max, instance_type); all None on a serverless endpoint. Async endpoints
+    may scale to zero instances, but start with at least one."""
+    if kind == "serverless":
+        return None, None, None, None
+    instance_count = endpoint.integer("instance_count", minimum=1)
+    lo = scaling.integer("min_instances", minimum=0 if kind == "async" else 1)
+    hi = scaling.integer("max_instances", minimum=1)
+    if not lo <= instance_count <= hi:
+        raise StackError(
+            "autoscaling.min_instances: needs min_instances <= endpoint.instance_count <= max_instances"
+        )
+    endpoint_type = endpoint.string("instance_type", pattern=re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$"))
+    if endpoint_type.startswith("ml.t"):
+        raise StackError("endpoint.instance_type: auto-scaling does not support burstable ml.t* instances")
+    return instance_count, lo, hi, endpoint_type
+
+
+def _serverless(endpoint: _Table) -> Serverless:
+    table = endpoint.table("serverless")
+    memory = table.integer(
+        "memory_size_mb", minimum=SERVERLESS_MEMORY_MB[0], maximum=SERVERLESS_MEMORY_MB[-1]
+    )
+    if memory not in SERVERLESS_MEMORY_MB:
+        raise StackError(
+            f"endpoint.serverless.memory_size_mb: {memory} is not one of SageMaker's sizes "
+            f"{', '.join(map(str, SERVERLESS_MEMORY_MB))}"
+        )
+    concurrency = table.integer("max_concurrency", minimum=1, maximum=200)
+    provisioned = (
+        table.integer("provisioned_concurrency", minimum=0) if "provisioned_concurrency" in table.data else 0
+    )
+    if provisioned > concurrency:
+        raise StackError("endpoint.serverless.provisioned_concurrency: may not exceed max_concurrency")
+    table.reject_unknown()
+    return Serverless(memory, concurrency, provisioned)
+
+
+def _async(endpoint: _Table, prefix: str) -> AsyncInference:
+    table = endpoint.table("async")
+    prefixes = [
+        table.string(key, pattern=PREFIX) for key in ("input_prefix", "output_prefix", "failure_prefix")
+    ]
+    for key, value in zip(("input_prefix", "output_prefix", "failure_prefix"), prefixes, strict=True):
+        if value.split("/", 1)[0] in OWNED_PREFIXES:
+            raise StackError(
+                f"endpoint.async.{key}: {value!r} is inside {prefix}/{value.split('/', 1)[0]}/, which "
+                f"Kennel keeps for other things ({', '.join(OWNED_PREFIXES)}); pick another prefix"
+            )
+    for i, a in enumerate(prefixes):
+        for b in prefixes[i + 1 :]:
+            if a == b or a.startswith(f"{b}/") or b.startswith(f"{a}/"):
+                raise StackError(
+                    f"endpoint.async: {a!r} and {b!r} overlap; input, output and failure prefixes must be "
+                    "separate so that each can be granted on its own"
+                )
+    config = AsyncInference(
+        input_prefix=prefixes[0],
+        output_prefix=prefixes[1],
+        failure_prefix=prefixes[2],
+        success_topic=table.boolean("success_topic"),
+        error_topic=table.boolean("error_topic"),
+        max_concurrent_invocations_per_instance=table.integer(
+            "max_concurrent_invocations_per_instance", minimum=1, maximum=1000
+        ),
+        # Async requests may be up to 1 GB; the container refuses bodies over this before reading them.
+        max_payload_mb=table.integer("max_payload_mb", minimum=1, maximum=1024),
+    )
+    table.reject_unknown()
+    return config

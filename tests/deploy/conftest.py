@@ -94,6 +94,17 @@ def example_doc() -> dict:
         return tomllib.load(fh)
 
 
+# The example's alarms that watch instances (none on serverless) and the proxy (none on async).
+INSTANCE_ALARMS = ("cpu_percent", "at_max_instances_minutes")
+LAMBDA_ALARMS = ("lambda_errors", "lambda_throttles", "lambda_duration_percent", "lambda_spillover")
+
+
+def drop_alarms(doc: dict, keys: tuple[str, ...]) -> dict:
+    for key in keys:
+        doc.get("alarms", {}).pop(key, None)
+    return doc
+
+
 @pytest.fixture
 def stack_doc(tmp_path: Path) -> dict:
     """The example stack with a small model directory, a stand-in handler and a fixed image tag."""

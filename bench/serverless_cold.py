@@ -1,0 +1,178 @@
+"""Cold start under serverless memory sizes: the serving image's first prediction after `docker run
+--memory=N` for each memory size SageMaker serverless offers, fp32 and INT8; writes JSON.
+
+    KENNEL_TAG=local .venv/bin/python bench/serverless_cold.py --out bench/results/serverless-cold.json
+
+The model is bench/serve.py's (ResNet-50, 133 classes, random weights, seed 0, with its INT8 model). Each
+start is `docker run --memory=N --memory-swap=N --cpus=2` on the host network; the clock runs from just
+before `docker run` to the first 200 from /invocations. Serverless gives vCPUs in proportion to memory,
+which a local container cannot copy: every size here gets the same two cores, so the figures isolate
+what the memory limit does (nothing, unless the container is killed).
+"""
+
+import argparse
+import io
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "containers" / "serve"), str(ROOT / "containers" / "train")]
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torchvision  # noqa: E402
+from kennel_train.export import build_manifest, write_model_dir  # noqa: E402
+from kennel_train.quantize import quantize_model_dir  # noqa: E402
+from kennel_train.synthetic import draw_image  # noqa: E402
+from PIL import Image  # noqa: E402
+
+MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+# bench/serve.py's model and photo stand-ins (that module needs the bench requirements; this one does not).
+CLASSES = 133
+PREPROCESSING = {
+    "resize": 256,
+    "crop": 224,
+    "interpolation": "bilinear",
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+}
+
+
+def make_jpegs(count: int) -> list[bytes]:
+    jpegs = []
+    for seed in range(count):
+        image = draw_image(seed % 5, 5, 500, random.Random(seed)).crop((0, 0, 500, 375))
+        noise = np.random.default_rng(seed).integers(-40, 40, (375, 500, 3))
+        image = Image.fromarray(np.clip(np.asarray(image, dtype=np.int16) + noise, 0, 255).astype(np.uint8))
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=90)
+        jpegs.append(buffer.getvalue())
+    return jpegs
+
+
+def make_model(work: Path, paths: list[Path]) -> Path:
+    """ResNet-50 (133 classes, seed 0) with its INT8 model, as bench/serve.py writes it."""
+    torch.manual_seed(0)
+    model = torchvision.models.resnet50(num_classes=CLASSES).eval()
+    labels = [f"class_{i:03d}" for i in range(CLASSES)]
+    manifest = build_manifest(labels, PREPROCESSING, {"backbone": "resnet50"}, {}, {"data": "random weights"})
+    crop = torchvision.transforms.Compose(
+        [
+            torchvision.transforms.Resize(256),
+            torchvision.transforms.CenterCrop(224),
+            torchvision.transforms.ToTensor(),
+            torchvision.transforms.Normalize(PREPROCESSING["mean"], PREPROCESSING["std"]),
+        ]
+    )
+    parity = torch.stack([crop(Image.open(path).convert("RGB")) for path in paths[:4]])
+    model_dir = work / "model"
+    write_model_dir(model_dir, model, manifest, parity)
+    quantize_model_dir(model_dir, paths, None, guard=False)
+    return model_dir
+
+
+def wait_ready(base: str, jpeg: bytes, started: float, timeout_s: float = 120) -> dict:
+    """Seconds from `docker run` to the first 200 on /ping and to the first 200 prediction."""
+    ping = None
+    while time.perf_counter() - started < timeout_s:
+        try:
+            if ping is None and httpx.get(f"{base}/ping", timeout=2).status_code == 200:
+                ping = time.perf_counter() - started
+            if ping is not None:
+                answer = httpx.post(
+                    f"{base}/invocations", content=jpeg, headers={"Content-Type": "image/jpeg"}, timeout=60
+                )
+                if answer.status_code == 200:
+                    return {
+                        "ping_s": ping,
+                        "first_prediction_s": time.perf_counter() - started,
+                        "precision": answer.headers.get("X-Kennel-Precision"),
+                    }
+        except httpx.TransportError:
+            pass
+        time.sleep(0.02)
+    raise TimeoutError(f"{base} gave no prediction within {timeout_s} s")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def first_prediction(image: str, model_dir: Path, memory_mb: int, precision: str, jpeg: bytes) -> dict:
+    port = free_port()
+    name = f"kennel-cold-{uuid.uuid4().hex[:8]}"
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            *("docker", "run", "-d", "--rm", "--name", name, "--network=host", "--cpus=2"),
+            *(f"--memory={memory_mb}m", f"--memory-swap={memory_mb}m"),
+            *("-v", f"{model_dir}:/opt/ml/model:ro", "-e", f"SAGEMAKER_BIND_TO_PORT={port}"),
+            *("-e", f"KENNEL_PRECISION={precision}", image, "serve"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        answer = wait_ready(base, jpeg, started)
+        stats = subprocess.run(
+            ["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", name],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        return answer | {"memory_usage": stats}
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", default=f"kennel-serve:{os.environ.get('KENNEL_TAG', 'local')}")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    results: dict = {"image": args.image, "load_start": os.getloadavg(), "runs": []}
+    with tempfile.TemporaryDirectory(prefix="kennel-cold-") as tmp:
+        work = Path(tmp)
+        jpegs = make_jpegs(4)
+        paths = [work / f"image-{i}.jpg" for i in range(len(jpegs))]
+        for path, jpeg in zip(paths, jpegs, strict=True):
+            path.write_bytes(jpeg)
+        model_dir = make_model(work, paths)
+        for rep in range(args.reps):
+            for memory_mb in MEMORY_MB:
+                for precision in ("int8", "fp32"):
+                    run = first_prediction(args.image, model_dir, memory_mb, precision, jpegs[0])
+                    run |= {"memory_mb": memory_mb, "requested": precision, "rep": rep}
+                    print(json.dumps(run), flush=True)
+                    results["runs"].append(run)
+    results["load_end"] = os.getloadavg()
+    summary = {}
+    for memory_mb in MEMORY_MB:
+        for precision in ("int8", "fp32"):
+            times = [
+                r["first_prediction_s"]
+                for r in results["runs"]
+                if r["memory_mb"] == memory_mb and r["requested"] == precision
+            ]
+            summary[f"{memory_mb} {precision}"] = [min(times), statistics.median(times), max(times)]
+    results["summary"] = summary
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
