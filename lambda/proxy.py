@@ -219,7 +219,9 @@ def parse_event(event: Any) -> ProxyRequest:
         try:
             body = json.dumps(event).encode()
         except (TypeError, ValueError, RecursionError) as err:
-            raise ProxyError(400, "invalid_event", "the event is not a JSON document") from err
+            raise ProxyError(
+                400, "invalid_json", "the event is not a JSON document within the limits"
+            ) from err
         return ProxyRequest(method="POST", content_type="application/json", body=body, kind="direct")
     headers = {str(k).lower(): str(v) for k, v in _mapping(event.get("headers")).items()}
     body = event.get("body")

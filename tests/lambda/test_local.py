@@ -161,3 +161,22 @@ def test_function_url_event_shape():
     assert event["isBase64Encoded"] is True
     assert event["body"] == "iVBORw=="
     assert proxy.parse_event(event).kind == "http-v2"
+
+
+def test_a_json_body_that_is_not_utf8_reaches_the_handler_as_sent(adapter):
+    response = httpx.post(
+        adapter, content=b'{"image": "\xff\xfe"}', headers={"Content-Type": "application/json"}, timeout=10
+    )
+
+    assert response.status_code == 400
+    assert response.json()["type"] == "invalid_json"
+    assert "UTF-8" in response.json()["error"]
+
+
+def test_a_chunked_body_is_refused_with_411(adapter):
+    response = httpx.post(
+        adapter, content=iter([b'{"image": ', b'"aGk="}']), headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 411
+    assert response.json()["type"] == "length_required"
