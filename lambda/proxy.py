@@ -440,8 +440,12 @@ def _invoke(runtime: Runtime, endpoint: str, image: bytes, content_type: str, to
         raise unreachable from err
     except ReadTimeoutError as err:
         raise ProxyError(504, "endpoint_timeout", "the model endpoint did not answer in time") from err
-    except (BotoCoreError, OSError) as err:  # refused, or the connection dropped (a container restarting)
+    except BotoCoreError as err:  # refused, or no route: the request never reached the model
         raise unreachable from err
+    except OSError as err:  # sent, then the connection dropped (a container killed while it worked)
+        raise ProxyError(
+            502, "endpoint_connection_lost", "the model endpoint dropped the connection; retry", RETRY
+        ) from err
     try:
         json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
