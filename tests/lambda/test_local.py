@@ -124,6 +124,7 @@ def test_a_stopped_container_is_502(adapter, monkeypatch):
 
     assert response.status_code == 502
     assert response.json()["type"] == "endpoint_unreachable"
+    assert response.headers["Retry-After"] == proxy.RETRY_AFTER_S
 
 
 def test_bad_requests_get_their_4xx_without_reaching_the_container(adapter, serve):
@@ -180,3 +181,26 @@ def test_a_chunked_body_is_refused_with_411(adapter):
 
     assert response.status_code == 411
     assert response.json()["type"] == "length_required"
+
+
+def test_a_connection_dropped_after_the_request_is_502_connection_lost(adapter, monkeypatch):
+    """A container killed while it works: the request was sent, no answer came, and the client is told so."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def accept_read_and_drop() -> None:
+        connection, _ = listener.accept()
+        connection.recv(65536)
+        connection.close()
+
+    dropper = threading.Thread(target=accept_read_and_drop, daemon=True)
+    dropper.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    monkeypatch.setattr(proxy, "RUNTIME", LocalRuntime(url, 0.5, 5))
+
+    response = httpx.post(adapter, content=JPEG, headers={"Content-Type": "image/jpeg"}, timeout=10)
+    dropper.join(timeout=10)
+    listener.close()
+
+    assert response.status_code == 502
+    assert response.json()["type"] == "endpoint_connection_lost"
+    assert response.headers["Retry-After"] == proxy.RETRY_AFTER_S
