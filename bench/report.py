@@ -469,7 +469,13 @@ def soak_lines(soak: dict) -> list[str]:
                 f"{mib(last['processes'][c]['rss_bytes'])} MiB)"
                 for c, value in growth.items()
             )
-            + f" (goal under 10%: {met(all(v < 0.10 for v in growth.values()))}).",
+            + f" (goal under 10%: {met(all(v < 0.10 for v in growth.values()))}); range over the minutes: "
+            + ", ".join(
+                f"{c} {mib(min(w['processes'][c]['rss_bytes'] for w in phase['windows']))}-"
+                f"{mib(max(w['processes'][c]['rss_bytes'] for w in phase['windows']))} MiB"
+                for c in containers
+            )
+            + ".",
             "- Before and after the phase (idle): "
             + "; ".join(
                 f"{c} {phase['before'][c]['fds']} -> {phase['after'][c]['fds']} open file descriptors, "
