@@ -2,13 +2,14 @@
 #   make up      set the machine up, build the images, run the local stack (docker compose)
 #   make test    set the machine up, build the images, lint, run every test layer
 #   make bench   benchmarks against TorchServe and the in-process ceiling; writes docs/benchmarks.md (~20 min)
+#   make soak    20 minutes of good, bad and hostile requests to the compose stack; adds to docs/benchmarks.md
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 VENV := .venv
 PY := $(VENV)/bin/python
 COMPOSE := docker compose
 
-.PHONY: up test bench setup build lint format down clean
+.PHONY: up test bench soak setup build lint format down clean
 
 up: build
 	$(COMPOSE) up
@@ -21,6 +22,12 @@ bench: build
 	$(PY) -m pip install -q -r bench/requirements.txt
 	$(PY) bench/serve.py --out bench/results/serving.json
 	$(PY) bench/train_throughput.py --out bench/results/training.json
+	$(PY) bench/report.py
+
+# Not part of `make test`: about 25 minutes (10 on the serving container, 10 through the proxy).
+soak: build
+	$(PY) -m pip install -q -r bench/requirements.txt
+	$(PY) bench/soak.py --out bench/results/soak.json
 	$(PY) bench/report.py
 
 # scripts/setup.sh is idempotent and fast when everything is in place; each target that needs the

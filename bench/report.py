@@ -1,7 +1,7 @@
-"""Writes docs/benchmarks.md and its chart from the raw results of bench/serve.py and
-bench/train_throughput.py.
+"""Writes docs/benchmarks.md and its chart from the raw results of bench/serve.py,
+bench/train_throughput.py and, when it has run, bench/soak.py.
 
-    .venv/bin/python bench/report.py            # reads bench/results/{serving,training}.json (make bench)
+    .venv/bin/python bench/report.py            # reads bench/results/{serving,training,soak}.json
 
 Ratios come first, then the goals of the benchmark issue as met or missed with the reason, then the tables.
 Every figure is a median over the interleaved repetitions, with the min-max spread beside it.
@@ -388,13 +388,116 @@ def notes(serving: dict) -> list[str]:
     return lines
 
 
+def met(condition: bool) -> str:
+    return "met" if condition else "missed"
+
+
+def mib(value: int) -> str:
+    return f"{value / 2**20:.0f}"
+
+
+def soak_lines(soak: dict) -> list[str]:
+    """The soak's tables: per minute, then the totals and the goals (zero 5xx, RSS growth under 10%)."""
+    phases = soak["phases"]
+    first = next(iter(phases.values()))
+    minutes = len(first["windows"])
+    lines = [
+        "## Soak (`make soak`)",
+        "",
+        f"Run {soak['started']} with {soak['images']}; model: {soak['model']}. Each phase sends concurrency "
+        f"{first['concurrency']} for {minutes} windows of {first['window_s']:g} s, drawing "
+        + ", ".join(f"{share:.0%} {kind}" for kind, share in soak["mix"].items())
+        + " requests (hostile: deep nesting, 300 000 values, a 100 000-digit number, duplicate keys, NaN, "
+        "invalid UTF-8, a lone surrogate, 5000 JSON Lines lines). Every good image must get 200 and every "
+        "other request 400. **The machine's 2 cores were shared with other engineers' test runs during "
+        "the soak** (1-minute load average "
+        + "; ".join(
+            f"{name}: {phase['load_average'][0]:.1f} at the start, {phase['load_average'][1]:.1f} at the end"
+            for name, phase in phases.items()
+        )
+        + "), so latencies are those of a busy machine, not of a quiet one.",
+        "",
+        "```",
+        "make soak",
+        "# which runs, after `make build` and `pip install -r bench/requirements.txt` into .venv:",
+        ".venv/bin/python bench/soak.py --out bench/results/soak.json",
+        ".venv/bin/python bench/report.py",
+        "```",
+    ]
+    for name, phase in phases.items():
+        containers = list(phase["before"])
+        lines += [
+            "",
+            f"**{name}** (`{phase['url'].replace('127.0.0.1', 'localhost')}`):",
+            "",
+            "| minute | requests | 200 | 400 | other | 5xx | p99 ms | "
+            + " | ".join(f"{c} RSS MiB" for c in containers)
+            + " |",
+            "|---" * (7 + len(containers)) + "|",
+        ]
+        for window in phase["windows"]:
+            statuses = window["statuses"]
+            server = sum(n for s, n in statuses.items() if s.isdigit() and int(s) >= 500)
+            other = sum(n for s, n in statuses.items() if s not in ("200", "400")) - server
+            memory = [mib(window["processes"][c]["rss_bytes"]) for c in containers]
+            lines.append(
+                f"| {window['minute']} | {window['requests']} | {statuses.get('200', 0)} | "
+                f"{statuses.get('400', 0)} | {other} | {server} | {window['p99_ms']} | "
+                + " | ".join(memory)
+                + " |"
+            )
+        second, last = phase["windows"][min(1, minutes - 1)], phase["windows"][-1]
+        growth = {
+            c: last["processes"][c]["rss_bytes"] / second["processes"][c]["rss_bytes"] - 1 for c in containers
+        }
+        lines += [
+            "",
+            f"- {phase['requests']} requests: "
+            + ", ".join(f"{n} x {s}" for s, n in phase["statuses"].items())
+            + f"; **{phase['server_errors']} 5xx** (goal 0: {met(phase['server_errors'] == 0)}); "
+            f"answers other than the expected one: {sum(phase['unexpected'].values())}"
+            + (
+                f" ({', '.join(f'{k} x{n}' for k, n in phase['unexpected'].items())})"
+                if phase["unexpected"]
+                else ""
+            )
+            + ".",
+            "- RSS growth from minute 2 to minute "
+            f"{minutes}: "
+            + ", ".join(
+                f"{c} {value:+.1%} ({mib(second['processes'][c]['rss_bytes'])} -> "
+                f"{mib(last['processes'][c]['rss_bytes'])} MiB)"
+                for c, value in growth.items()
+            )
+            + f" (goal under 10%: {met(all(v < 0.10 for v in growth.values()))}); range over the minutes: "
+            + ", ".join(
+                f"{c} {mib(min(w['processes'][c]['rss_bytes'] for w in phase['windows']))}-"
+                f"{mib(max(w['processes'][c]['rss_bytes'] for w in phase['windows']))} MiB"
+                for c in containers
+            )
+            + ".",
+            "- Before and after the phase (idle): "
+            + "; ".join(
+                f"{c} {phase['before'][c]['fds']} -> {phase['after'][c]['fds']} open file descriptors, "
+                f"{phase['before'][c]['threads']} -> {phase['after'][c]['threads']} threads, "
+                f"{mib(phase['before'][c]['rss_bytes'])} -> {mib(phase['after'][c]['rss_bytes'])} MiB RSS"
+                for c in containers
+            )
+            + ".",
+        ]
+    lines += ["", f"Tracebacks in the serve and proxy logs after both phases: {soak['tracebacks_in_logs']}."]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--serving", type=Path, default=RESULTS / "serving.json")
     parser.add_argument("--training", type=Path, default=RESULTS / "training.json")
+    parser.add_argument("--soak", type=Path, default=RESULTS / "soak.json")
     args = parser.parse_args()
     serving = json.loads(args.serving.read_text())
     training = json.loads(args.training.read_text())
+    soak = soak_lines(json.loads(args.soak.read_text())) if args.soak.exists() else []
     headline, figures = ratios(serving)
     chart(serving)
     sections = [
@@ -421,7 +524,12 @@ def main() -> None:
         training_lines(training),
         [""],
         notes(serving),
-        ["", "Raw results: `bench/results/serving.json`, `bench/results/training.json`."],
+        ["", *soak] if soak else [],
+        [
+            "",
+            "Raw results: `bench/results/serving.json`, `bench/results/training.json`"
+            + (", `bench/results/soak.json`." if soak else "."),
+        ],
     ]
     DOC.write_text("\n".join(line for section in sections for line in section) + "\n")
     print(f"wrote {DOC} and {CHART}")

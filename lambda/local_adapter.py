@@ -52,7 +52,12 @@ def function_url_event(
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         query[name] = f"{query[name]},{value}" if name in query else value
     content_type = lowered.get("content-type", "")
-    is_text = content_type.startswith(TEXT_TYPES)
+    text = None
+    if content_type.startswith(TEXT_TYPES):
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None  # not text after all: base64, so the handler sees the bytes the client sent
     now = time.time()
     event: dict[str, Any] = {
         "version": "2.0",
@@ -78,12 +83,12 @@ def function_url_event(
             "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
             "timeEpoch": int(now * 1000),
         },
-        "isBase64Encoded": bool(body) and not is_text,
+        "isBase64Encoded": bool(body) and text is None,
     }
     if query:
         event["queryStringParameters"] = query
     if body:
-        event["body"] = body.decode("utf-8", errors="replace") if is_text else base64.b64encode(body).decode()
+        event["body"] = text if text is not None else base64.b64encode(body).decode()
     return event
 
 
@@ -110,6 +115,11 @@ class AdapterHandler(BaseHTTPRequestHandler):
         self._invoke()
 
     def _invoke(self) -> None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            error = {"error": "send the body with a Content-Length", "type": "length_required"}
+            self.close_connection = True
+            self._send(411, {"Content-Type": "application/json"}, json.dumps(error).encode())
+            return
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:

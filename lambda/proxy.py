@@ -13,7 +13,8 @@ handler over HTTP and KENNEL_LOCAL_ENDPOINT_URL sends InvokeEndpoint to a servin
 
 Requests: POST with an image body (image/*, application/x-image), or JSON {"image": "<base64>"} or
 {"url": "https://..."} (fetched here under safe_fetch's rules, never by the endpoint); optional top_k as a
-query parameter or JSON field. Answers are JSON: the predictions, or {"error", "type", "request_id"}.
+query parameter or JSON field. Answers are JSON: the predictions, or {"error", "type", "request_id"}, for
+any event at all: the handler never raises. JSON bodies are read within JSON_LIMITS (lambda/README.md).
 
 Settings (environment, read once per cold start):
     SAGEMAKER_ENDPOINT_NAME            required
@@ -31,10 +32,13 @@ import base64
 import binascii
 import json
 import os
+import re
 import time
+import traceback
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any, Protocol
 
 import boto3
@@ -48,6 +52,15 @@ IMAGE_TYPES_WITHOUT_PREFIX = frozenset({"application/x-image"})
 JSON_FIELDS = frozenset({"image", "url", "top_k"})
 MAX_TOP_K = 1000
 RETRY_AFTER_S = "1"
+RETRY = {"Retry-After": RETRY_AFTER_S}
+# The one table of limits on a JSON body (and on a direct invocation's event), checked before parsing: a
+# request needs depth 1 and 3 values. The body as a whole is bounded by KENNEL_MAX_IMAGE_BYTES.
+JSON_LIMITS = {
+    "max_depth": 8,  # nested arrays and objects
+    "max_values": 1000,  # values in the document, keys not counted
+    "max_number_chars": 40,  # digits, sign, point and exponent of one number
+    "max_key_chars": 256,  # one object key
+}
 # botocore's own list of throttling codes (botocore.retries.standard), the ones an AWS service sends.
 THROTTLING_CODES = frozenset(
     {
@@ -194,27 +207,37 @@ class ProxyError(Exception):
 
 
 def parse_event(event: Any) -> ProxyRequest:
-    """API Gateway REST (payload 1.0), HTTP API and function URLs (2.0), or a direct invocation."""
+    """API Gateway REST (payload 1.0), HTTP API and function URLs (2.0), or a direct invocation. Fields of
+    the wrong type read as absent; an event that is no JSON document is a 400 ProxyError."""
     if isinstance(event, dict) and event.get("version") == "2.0" and "requestContext" in event:
-        method = str(event["requestContext"].get("http", {}).get("method", ""))
+        method = str(_mapping(_mapping(event["requestContext"]).get("http")).get("method", ""))
         kind = "http-v2"
     elif isinstance(event, dict) and "httpMethod" in event:
         method = str(event["httpMethod"])
         kind = "http-v1"
     else:
-        return ProxyRequest(
-            method="POST", content_type="application/json", body=json.dumps(event).encode(), kind="direct"
-        )
-    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+        try:
+            body = json.dumps(event).encode()
+        except (TypeError, ValueError, RecursionError) as err:
+            raise ProxyError(
+                400, "invalid_json", "the event is not a JSON document within the limits"
+            ) from err
+        return ProxyRequest(method="POST", content_type="application/json", body=body, kind="direct")
+    headers = {str(k).lower(): str(v) for k, v in _mapping(event.get("headers")).items()}
+    body = event.get("body")
     return ProxyRequest(
         method=method.upper(),
         content_type=headers.get("content-type", "").split(";")[0].strip().lower(),
-        body=event.get("body") or "",
-        body_is_base64=bool(event.get("isBase64Encoded")),
-        query={str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()},
+        body=body if isinstance(body, str) and body else "",
+        body_is_base64=event.get("isBase64Encoded") is True,
+        query={str(k): str(v) for k, v in _mapping(event.get("queryStringParameters")).items()},
         origin=headers.get("origin"),
         kind=kind,
     )
+
+
+def _mapping(value: Any) -> Mapping[Any, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def answer(
@@ -231,15 +254,20 @@ def answer(
         predictions = _invoke(runtime, settings.endpoint_name, image, content_type, top_k)
         return Reply(200, predictions, {"Content-Type": "application/json", **cors})
     except ProxyError as err:
-        body = {"error": err.message, "type": err.type, "request_id": request_id, **err.extra}
-        return Reply(
-            err.status,
-            json.dumps(body).encode(),
-            {"Content-Type": "application/json", **cors, **err.headers},
-            error_type=err.type,
-            model_status=err.extra.get("model_status"),
-            detail=str(err.__cause__) if err.__cause__ else None,
-        )
+        return error_reply(err, request_id, cors)
+
+
+def error_reply(err: ProxyError, request_id: str, cors: Mapping[str, str]) -> Reply:
+    """The one place an error becomes a reply: {"error", "type", "request_id", ...} with its status."""
+    body = {"error": err.message, "type": err.type, "request_id": request_id, **err.extra}
+    return Reply(
+        err.status,
+        json.dumps(body).encode(),
+        {"Content-Type": "application/json", **cors, **err.headers},
+        error_type=err.type,
+        model_status=err.extra.get("model_status"),
+        detail=str(err.__cause__) if err.__cause__ else None,
+    )
 
 
 def _cors_headers(origin: str | None, allowed: frozenset[str]) -> dict[str, str]:
@@ -277,10 +305,7 @@ def _read_image(
             "unsupported_media_type",
             "send an image (image/jpeg, image/png, application/x-image) or application/json",
         )
-    try:
-        document = json.loads(_body_bytes(request, settings.max_image_bytes))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ProxyError(400, "invalid_json", "the body is not valid JSON") from err
+    document = strict_json(_body_bytes(request, settings.max_image_bytes))
     if not isinstance(document, dict):
         raise ProxyError(
             400, "invalid_json", 'the JSON body must be an object: {"image": ...} or {"url": ...}'
@@ -308,7 +333,10 @@ def _body_bytes(request: ProxyRequest, limit: int) -> bytes:
         raise ProxyError(400, "empty_body", "the request has no body")
     if request.body_is_base64:
         return _decode_base64(request.body, limit)
-    body = request.body.encode("utf-8") if isinstance(request.body, str) else request.body
+    try:
+        body = request.body.encode("utf-8") if isinstance(request.body, str) else request.body
+    except UnicodeEncodeError as err:  # a lone surrogate, which an event's JSON can carry as \ud800
+        raise ProxyError(400, "invalid_body", "the body is not Unicode text; send it base64-encoded") from err
     if len(body) > limit:
         raise ProxyError(413, "image_too_large", f"the body is larger than {limit} bytes")
     return body
@@ -332,6 +360,56 @@ def _decode_base64(value: Any, limit: int) -> bytes:
     return data
 
 
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_LONG_NUMBER = re.compile(rf"[-+0-9.eE]{{{JSON_LIMITS['max_number_chars'] + 1},}}")
+
+
+def strict_json(data: bytes) -> Any:
+    """The document in `data`, or a 400 ProxyError that names the rule it broke: UTF-8 only, no NaN or
+    Infinity, no duplicate keys, no lone surrogates, and within JSON_LIMITS. The limits are checked on the
+    text with its strings emptied (regular expressions and counts, linear and in C) before json.loads runs."""
+
+    def refuse(message: str) -> ProxyError:
+        return ProxyError(400, "invalid_json", message)
+
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise refuse("the body is not UTF-8: JSON must be UTF-8 text") from None
+    skeleton = _JSON_STRING.sub('""', text)
+    values = skeleton.count(",") + skeleton.count("[") + skeleton.count("{") + 1
+    brackets = _NOT_BRACKET.sub("", skeleton)
+    if values > JSON_LIMITS["max_values"] or len(brackets) > 2 * JSON_LIMITS["max_values"]:
+        raise refuse(f"the JSON holds more than {JSON_LIMITS['max_values']} values")
+    if _LONG_NUMBER.search(skeleton):
+        raise refuse(f"a number is longer than {JSON_LIMITS['max_number_chars']} characters")
+    steps = ({"[": 1, "{": 1}.get(c, -1) for c in brackets)
+    if max(accumulate(steps), default=0) > JSON_LIMITS["max_depth"]:
+        raise refuse(f"the JSON is nested more than {JSON_LIMITS['max_depth']} levels deep")
+
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len({key for key, _ in pairs}) != len(pairs):
+            raise refuse("a key appears twice in one object")
+        if any(len(key) > JSON_LIMITS["max_key_chars"] for key, _ in pairs):
+            raise refuse(f"a key is longer than {JSON_LIMITS['max_key_chars']} characters")
+        return dict(pairs)
+
+    def no_constant(name: str) -> Any:
+        raise refuse(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
+
+    try:
+        document = json.loads(text, object_pairs_hook=unique_keys, parse_constant=no_constant)
+        json.dumps(document, ensure_ascii=False).encode("utf-8")  # bounded now; fails on a lone surrogate
+    except ProxyError:
+        raise
+    except UnicodeEncodeError:
+        raise refuse("a string holds a lone surrogate (\\ud800-\\udfff): not Unicode text") from None
+    except (ValueError, RecursionError) as err:
+        raise refuse(f"the body is not valid JSON: {err}") from None
+    return document
+
+
 def _top_k(value: Any) -> int | None:
     if value is None:
         return None
@@ -352,18 +430,25 @@ def _invoke(runtime: Runtime, endpoint: str, image: bytes, content_type: str, to
     }
     if top_k is not None:
         arguments["CustomAttributes"] = f"top_k={top_k}"
+    unreachable = ProxyError(502, "endpoint_unreachable", "the model endpoint could not be reached", RETRY)
     try:
         response = runtime.invoke_endpoint(**arguments)
         body = response["Body"].read()
     except ClientError as err:
         raise _client_error(err) from err
-    except (ReadTimeoutError, ConnectTimeoutError) as err:
+    except ConnectTimeoutError as err:  # nothing was sent: safe to retry
+        raise unreachable from err
+    except ReadTimeoutError as err:
         raise ProxyError(504, "endpoint_timeout", "the model endpoint did not answer in time") from err
-    except BotoCoreError as err:
-        raise ProxyError(502, "endpoint_unreachable", "the model endpoint could not be reached") from err
+    except BotoCoreError as err:  # refused, or no route: the request never reached the model
+        raise unreachable from err
+    except OSError as err:  # sent, then the connection dropped (a container killed while it worked)
+        raise ProxyError(
+            502, "endpoint_connection_lost", "the model endpoint dropped the connection; retry", RETRY
+        ) from err
     try:
-        json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
         raise ProxyError(502, "invalid_model_response", "the model endpoint did not answer JSON") from err
     return body
 
@@ -374,7 +459,7 @@ def _client_error(err: ClientError) -> ProxyError:
     code = response.get("Error", {}).get("Code", "")
     message = response.get("Error", {}).get("Message", "")
     http_status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    retry = {"Retry-After": RETRY_AFTER_S}
+    retry = RETRY
     if code == "ModelError":
         model_status = response.get("OriginalStatusCode")
         if not model_status and "timed out" in message:
@@ -383,6 +468,10 @@ def _client_error(err: ClientError) -> ProxyError:
         # it goes back with its status, so clients do not retry it as they would a 502.
         if isinstance(model_status, int) and 400 <= model_status < 500:
             status, kind, text = model_status, "model_rejected_input", "the model rejected the input"
+        elif model_status == 503:  # the container is up but its model is (re)loading
+            return ProxyError(
+                503, "endpoint_unavailable", "the model is loading; retry later", RETRY, {"model_status": 503}
+            )
         else:
             status, kind, text = 502, "model_error", "the model failed to answer"
         return ProxyError(
@@ -410,7 +499,7 @@ def _client_error(err: ClientError) -> ProxyError:
 def _maybe_json(text: str) -> Any:
     try:
         return json.loads(text)
-    except (TypeError, json.JSONDecodeError):
+    except (TypeError, ValueError, RecursionError):
         return text
 
 
@@ -420,17 +509,33 @@ FETCHER = UrlFetcher(SETTINGS.fetch_policy())
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    """The Lambda entry point: parse, answer, log one JSON line."""
+    """The Lambda entry point: parse, answer, log one JSON line. It never raises, whatever the event: a
+    raise would reach the caller as Lambda's bare 502, with no JSON body and no request id."""
     started = time.monotonic()
-    request_id = getattr(context, "aws_request_id", None) or str(uuid.uuid4())
-    request = parse_event(event)
-    reply = answer(request, request_id, SETTINGS, RUNTIME, FETCHER)
+    request_id = getattr(context, "aws_request_id", None)
+    request_id = request_id if isinstance(request_id, str) and request_id else str(uuid.uuid4())
+    kind = "unknown"
+    try:
+        request = parse_event(event)
+        kind = request.kind
+        reply = answer(request, request_id, SETTINGS, RUNTIME, FETCHER)
+    except ProxyError as err:
+        reply = error_reply(err, request_id, {})
+    except Exception:  # a bug: the traceback goes to the log, the caller gets the request id
+        reply = error_reply(
+            ProxyError(500, "internal_error", "the proxy failed on this request; the log has its request id"),
+            request_id,
+            {},
+        )
+        reply = Reply(
+            reply.status, reply.body, reply.headers, reply.error_type, detail=traceback.format_exc()
+        )
     log = {
         "request_id": request_id,
         "endpoint": SETTINGS.endpoint_name,
         "status": reply.status,
         "latency_ms": round((time.monotonic() - started) * 1000, 1),
-        "event": request.kind,
+        "event": kind,
         "error": reply.error_type,
         "model_status": reply.model_status,
         "detail": reply.detail,

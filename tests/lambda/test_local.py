@@ -124,6 +124,7 @@ def test_a_stopped_container_is_502(adapter, monkeypatch):
 
     assert response.status_code == 502
     assert response.json()["type"] == "endpoint_unreachable"
+    assert response.headers["Retry-After"] == proxy.RETRY_AFTER_S
 
 
 def test_bad_requests_get_their_4xx_without_reaching_the_container(adapter, serve):
@@ -161,3 +162,45 @@ def test_function_url_event_shape():
     assert event["isBase64Encoded"] is True
     assert event["body"] == "iVBORw=="
     assert proxy.parse_event(event).kind == "http-v2"
+
+
+def test_a_json_body_that_is_not_utf8_reaches_the_handler_as_sent(adapter):
+    response = httpx.post(
+        adapter, content=b'{"image": "\xff\xfe"}', headers={"Content-Type": "application/json"}, timeout=10
+    )
+
+    assert response.status_code == 400
+    assert response.json()["type"] == "invalid_json"
+    assert "UTF-8" in response.json()["error"]
+
+
+def test_a_chunked_body_is_refused_with_411(adapter):
+    response = httpx.post(
+        adapter, content=iter([b'{"image": ', b'"aGk="}']), headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 411
+    assert response.json()["type"] == "length_required"
+
+
+def test_a_connection_dropped_after_the_request_is_502_connection_lost(adapter, monkeypatch):
+    """A container killed while it works: the request was sent, no answer came, and the client is told so."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def accept_read_and_drop() -> None:
+        connection, _ = listener.accept()
+        connection.recv(65536)
+        connection.close()
+
+    dropper = threading.Thread(target=accept_read_and_drop, daemon=True)
+    dropper.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    monkeypatch.setattr(proxy, "RUNTIME", LocalRuntime(url, 0.5, 5))
+
+    response = httpx.post(adapter, content=JPEG, headers={"Content-Type": "image/jpeg"}, timeout=10)
+    dropper.join(timeout=10)
+    listener.close()
+
+    assert response.status_code == 502
+    assert response.json()["type"] == "endpoint_connection_lost"
+    assert response.headers["Retry-After"] == proxy.RETRY_AFTER_S

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -265,6 +264,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await asyncio.gather(loading, return_exceptions=True)
         if state.runtime is not None:
             await state.runtime.close()
+        metrics.close()
 
     app = FastAPI(title="Kennel serving", version="1", lifespan=lifespan)
     app.state.model = state
@@ -338,7 +338,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        content, media_type = metrics.exposition()
+        return Response(content, media_type=media_type)
 
     log.info("settings", extra={"settings": settings.describe()})
     return app

@@ -10,13 +10,16 @@ before SIGKILL), and exits 0.
 """
 
 import argparse
+import os
 import sys
+import tempfile
 
 import uvicorn
 from fastapi import FastAPI
 
 from kennel_serve import logs
 from kennel_serve.app import create_app
+from kennel_serve.metrics import MULTIPROC_DIR
 from kennel_serve.settings import VARIABLES, Settings, SettingsError
 
 DRAIN_SECONDS = 25
@@ -39,6 +42,9 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings.from_env()
     except SettingsError as err:
         sys.exit(f"serve: {err}")
+    if settings.workers > 1 and not os.environ.get(MULTIPROC_DIR):
+        # Set before the workers start, so that each one's prometheus_client writes to the shared folder.
+        os.environ[MULTIPROC_DIR] = tempfile.mkdtemp(prefix="kennel-metrics-")
     uvicorn.run(
         "kennel_serve.cli:app_factory",
         factory=True,

@@ -24,6 +24,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from kennel_serve import strict_json
 from kennel_serve.model import RESPONSE_SHAPES
 
 JSON = "application/json"
@@ -165,24 +166,36 @@ def _b64(instance: object, where: str) -> bytes:
 
 def _json_instances(body: bytes) -> list[bytes]:
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as err:
-        raise InferenceError(400, "bad_json", f"the body is not valid JSON: {err}") from None
+        document = strict_json.loads(body)
+    except strict_json.JsonRefused as err:
+        raise InferenceError(400, "bad_json", f"the body is refused: {err}") from None
     instances = document.get("instances") if isinstance(document, dict) else None
     if not isinstance(instances, list) or not instances:
         raise InferenceError(400, "bad_json", 'expected {"instances": [{"b64": "<base64 image>"}, ...]}')
+    _check_records(len(instances))
     return [_b64(instance, f"instances[{i}]") for i, instance in enumerate(instances)]
 
 
+def _check_records(count: int) -> None:
+    if count > strict_json.LIMITS.max_records:
+        raise InferenceError(
+            400,
+            "too_many_images",
+            f"the request holds {count} images; send at most {strict_json.LIMITS.max_records} per request",
+        )
+
+
 def _json_lines(body: bytes) -> list[bytes]:
+    lines = body.splitlines()
+    _check_records(len(lines))
     images = []
-    for number, line in enumerate(body.splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            instance = json.loads(line)
-        except (UnicodeDecodeError, ValueError) as err:
-            raise InferenceError(400, "bad_json", f"line {number} is not valid JSON: {err}") from None
+            instance = strict_json.loads(line)
+        except strict_json.JsonRefused as err:
+            raise InferenceError(400, "bad_json", f"line {number} is refused: {err}") from None
         images.append(_b64(instance, f"line {number}"))
     if not images:
         raise InferenceError(400, "empty_body", 'expected one {"b64": "<base64 image>"} object per line')

@@ -60,13 +60,14 @@ class ClassifierRuntime:
             classifier.scores, settings.max_batch_size, settings.max_batch_delay_s, on_batch=self._on_batch
         )
         self.load_seconds = classifier.load_seconds
-        metrics.queue_depth.set_function(lambda: self.batcher.queue_depth)
 
     def start(self) -> None:
         self.batcher.start()
 
     def _on_batch(self, size: int) -> None:
         self._metrics.batch_size.observe(size)
+        # Set here rather than read at scrape time: another worker may answer the scrape.
+        self._metrics.queue_depth.set(self.batcher.queue_depth)
 
     def _prepare(self, data: bytes) -> np.ndarray:
         return self.classifier.preprocess(open_image(data, self.settings.max_image_pixels))

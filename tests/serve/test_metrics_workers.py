@@ -1,0 +1,81 @@
+"""/metrics with two uvicorn workers: whichever worker answers a scrape, it reports the sum over both.
+
+`serve` runs for real on the host: uvicorn with two worker processes, uvloop and httptools, as in images."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port, wait_for_http
+
+ROOT = Path(__file__).resolve().parents[2]
+REQUESTS = 24
+
+
+@pytest.fixture
+def two_workers(tiny_model_dir, tmp_path):
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "containers" / "serve"), os.environ.get("PYTHONPATH", "")]),
+        "SM_MODEL_DIR": str(tiny_model_dir),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
+        "KENNEL_CPUS": "2",
+        "TMPDIR": str(tmp_path),
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # serve sets it up itself
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from kennel_serve.cli import main; main()"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{base}/ping", timeout=120, ok=lambda r: r.status_code == 200)
+        # Both workers must have loaded the model, not just the first to answer a ping.
+        wait_for_http(f"{base}/metrics", timeout=120, ok=lambda r: len(load_samples(r.text)) == 2)
+        yield base
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+def load_samples(text: str) -> list[str]:
+    return re.findall(r'^kennel_model_load_seconds\{pid="(\d+)"\}', text, re.MULTILINE)
+
+
+def invocations_200(text: str) -> float:
+    match = re.search(
+        r'^kennel_requests_total\{route="/invocations",status="200"\} (\S+)$', text, re.MULTILINE
+    )
+    return float(match.group(1)) if match else 0.0
+
+
+def test_one_scrape_counts_the_requests_of_both_workers(two_workers, images):
+    def predict(_: int) -> int:
+        # A fresh connection each time, so the kernel may hand it to either worker.
+        return httpx.post(
+            f"{two_workers}/invocations",
+            content=images["square.jpg"],
+            headers={"Content-Type": "image/jpeg"},
+            timeout=60,
+        ).status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        assert list(pool.map(predict, range(REQUESTS))) == [200] * REQUESTS
+
+    # Scrapes land on either worker; each must report all the requests, not its own share.
+    for _ in range(6):
+        scrape = httpx.get(f"{two_workers}/metrics", timeout=30)
+        assert scrape.status_code == 200
+        assert invocations_200(scrape.text) == REQUESTS
+        assert len(set(load_samples(scrape.text))) == 2
