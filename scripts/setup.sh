@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Prepares this machine for Kennel: a Docker engine, `docker compose` v2 and buildx, the base image for
-# both containers, and the host virtual environment for tests and tools. Make calls it; every step first
-# checks whether its work is already done and says in one line what it did or reused.
+# both containers, the host virtual environment for tests and tools, and one for SageMaker's Python SDK.
+# Make calls it; every step first checks whether its work is already done and says in one line what it
+# did or reused.
 #
 #   scripts/setup.sh            all steps
-#   scripts/setup.sh engine     one step: engine | compose | base | registry | venv
+#   scripts/setup.sh engine     one step: engine | compose | base | registry | venv | sdk
 #
 # On a workstation with Docker and internet the first three steps find everything in place. On a bare
 # Debian machine without systemd or a reachable registry (our CI) they install the engine from Debian,
@@ -19,6 +20,7 @@ SUBSTITUTE_BASE=kennel/python:3.11-bookworm-debootstrap
 DOCKERD_LOG=/var/log/kennel-dockerd.log
 PLUGIN_DIR=/usr/local/lib/docker/cli-plugins
 VENV="$ROOT/.venv"
+SDK_VENV="$STATE/sdk-venv"                 # SageMaker's Python SDK for tests/sdk/ (requirements-sdk.txt)
 PYTHON=${PYTHON:-python3}
 
 mkdir -p "$STATE"
@@ -192,8 +194,25 @@ step_venv() {
     say "host venv: ready"
 }
 
+# The SDK's 2.x releases cap protobuf, packaging and attrs below the images' locks, so it gets its own
+# environment; tests/sdk/ runs it there, with scripts/docker-compose first on PATH.
+step_sdk() {
+    local req="$ROOT/requirements-sdk.txt" stamp="$SDK_VENV/.requirements.sha256" want
+    want=$(sha256sum <"$req" | cut -d' ' -f1)
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        say "sdk venv: $SDK_VENV matches requirements-sdk.txt, reused"
+        return
+    fi
+    say "sdk venv: installing requirements-sdk.txt into $SDK_VENV"
+    [ -x "$SDK_VENV/bin/python" ] || "$PYTHON" -m venv "$SDK_VENV"
+    "$SDK_VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$req" 2>&1 \
+        | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+    printf '%s\n' "$want" >"$stamp"
+    say "sdk venv: ready"
+}
+
 case "${1:-all}" in
-    all) step_engine; step_compose; step_base; step_registry; step_venv ;;
-    engine | compose | base | registry | venv) "step_$1" ;;
-    *) die "unknown step '$1' (engine | compose | base | registry | venv)" ;;
+    all) step_engine; step_compose; step_base; step_registry; step_venv; step_sdk ;;
+    engine | compose | base | registry | venv | sdk) "step_$1" ;;
+    *) die "unknown step '$1' (engine | compose | base | registry | venv | sdk)" ;;
 esac
