@@ -84,43 +84,27 @@ def hostile_json() -> dict[str, bytes]:
 MIX_WEIGHTS = {"good": 0.7, "bad image": 0.15, "hostile": 0.15}
 
 
-def serve_mix(images: list[bytes]) -> dict[str, list[Probe]]:
+def _mix(images: list[bytes], good_json: dict, more_hostile: list[Probe]) -> dict[str, list[Probe]]:
     good = [Probe("good image", image, "image/jpeg", 200) for image in images]
-    good.append(
-        Probe(
-            "good JSON",
-            json.dumps({"instances": [{"b64": base64.b64encode(images[0]).decode()}]}).encode(),
-            "application/json",
-            200,
-        )
-    )
+    good.append(Probe("good JSON", json.dumps(good_json).encode(), "application/json", 200))
     bad = [
         Probe("truncated JPEG", images[1][: len(images[1]) // 3], "image/jpeg", 400),
         Probe("random bytes", random.Random(3).randbytes(20_000), "image/jpeg", 400),
         Probe("pixel bomb", bomb_png(), "image/png", 400),
     ]
     hostile = [Probe(kind, body, "application/json", 400) for kind, body in hostile_json().items()]
-    hostile.append(Probe("JSON Lines, 5000 lines", b'{"b64": "aGk="}\n' * 5000, "application/jsonlines", 400))
-    return {"good": good, "bad image": bad, "hostile": hostile}
+    return {"good": good, "bad image": bad, "hostile": hostile + more_hostile}
+
+
+def serve_mix(images: list[bytes]) -> dict[str, list[Probe]]:
+    """The serving container's own request shapes, JSON Lines included."""
+    lines = Probe("JSON Lines, 5000 lines", b'{"b64": "aGk="}\n' * 5000, "application/jsonlines", 400)
+    return _mix(images, {"instances": [{"b64": base64.b64encode(images[0]).decode()}]}, [lines])
 
 
 def proxy_mix(images: list[bytes]) -> dict[str, list[Probe]]:
-    good = [Probe("good image", image, "image/jpeg", 200) for image in images]
-    good.append(
-        Probe(
-            "good JSON",
-            json.dumps({"image": base64.b64encode(images[0]).decode()}).encode(),
-            "application/json",
-            200,
-        )
-    )
-    bad = [
-        Probe("truncated JPEG", images[1][: len(images[1]) // 3], "image/jpeg", 400),
-        Probe("random bytes", random.Random(3).randbytes(20_000), "image/jpeg", 400),
-        Probe("pixel bomb", bomb_png(), "image/png", 400),
-    ]
-    hostile = [Probe(kind, body, "application/json", 400) for kind, body in hostile_json().items()]
-    return {"good": good, "bad image": bad, "hostile": hostile}
+    """The Lambda's request shapes, through the local adapter."""
+    return _mix(images, {"image": base64.b64encode(images[0]).decode()}, [])
 
 
 def processes(container: Any) -> dict[str, int]:
