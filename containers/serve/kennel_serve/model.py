@@ -7,6 +7,7 @@ because parity with the PyTorch model (1e-4 on probabilities) depends on every r
 """
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,11 @@ from PIL import Image
 FORMAT = "kennel-model"
 FORMAT_VERSION = 1
 INTERPOLATIONS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+# A reduced-scale JPEG decode keeps at least this many times the resize target on the side(s) the resize
+# fixes, so the resize still averages several decoded pixels into each output pixel. Chosen by measurement
+# (docs/benchmarks.md, "JPEG decoding at reduced scale"): 2x keeps top-1 and probabilities closest to the
+# full decode of the margins measured, and costs little more time than 1x.
+DECODE_MARGIN = 2.0
 
 
 class ModelLoadError(RuntimeError):
@@ -51,6 +57,17 @@ class Preprocessing:
         mean = np.asarray(self.mean, dtype=np.float32)
         std = np.asarray(self.std, dtype=np.float32)
         return ((pixels - mean) / std).transpose(2, 0, 1)
+
+    def least_decode_size(self, width: int, height: int, margin: float = DECODE_MARGIN) -> tuple[int, int]:
+        """The smallest (width, height), same aspect, that a `width` x `height` image may be decoded at:
+        `margin` times what the resize keeps, never more than the image itself."""
+        if isinstance(self.resize, int):
+            factor = margin * self.resize / min(width, height)
+        else:
+            factor = margin * max(self.resize[0] / height, self.resize[1] / width)
+        if factor >= 1:
+            return width, height
+        return math.ceil(width * factor), math.ceil(height * factor)
 
 
 def _center_crop(image: Image.Image, crop: int) -> Image.Image:
