@@ -6,7 +6,9 @@ because parity with the PyTorch model (1e-4 on probabilities) depends on every r
 ``Image.convert("RGB")`` -> ``Resize`` -> ``CenterCrop`` -> ``ToTensor`` -> ``Normalize``.
 """
 
+import contextlib
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+log = logging.getLogger(__name__)
 FORMAT = "kennel-model"
 FORMAT_VERSION = 1
 INTERPOLATIONS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
@@ -24,6 +27,18 @@ INTERPOLATIONS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resamp
 # (docs/benchmarks.md, "JPEG decoding at reduced scale"): 2x keeps top-1 and probabilities closest to the
 # full decode of the margins measured, and costs little more time than 1x.
 DECODE_MARGIN = 2.0
+
+
+CUDA = "CUDAExecutionProvider"
+
+
+def execution_providers() -> list[str]:
+    """CUDA first when this ONNX Runtime build has it (the image's GPU variant), then the CPU."""
+    if CUDA not in ort.get_available_providers():
+        return ["CPUExecutionProvider"]
+    with contextlib.suppress(Exception):  # CUDA's libraries from the nvidia-* wheels, when they are there
+        ort.preload_dlls()
+    return [CUDA, "CPUExecutionProvider"]
 
 
 class ModelLoadError(RuntimeError):
@@ -172,12 +187,18 @@ class ImageClassifier:
         # 1 to 16: 490 MB resident with patterns, 374 MB without (docs/benchmarks.md has the throughput).
         options.enable_mem_pattern = False
         path = model_dir / model_file
+        providers = execution_providers()
         if not path.is_file():
             raise ModelLoadError(f"the manifest names {model_file}, which is not in {model_dir}")
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as err:  # ONNX Runtime raises its own untyped errors for corrupt or invalid models
             raise ModelLoadError(f"ONNX Runtime cannot load {path}: {err}") from None
+        self.device = "cuda" if self.session.get_providers()[0] == CUDA else "cpu"
+        if CUDA in providers and self.device != "cuda":
+            log.warning(
+                "ONNX Runtime's CUDA build is installed but no GPU is usable here: serving on the CPU"
+            )
         classes = self.session.get_outputs()[0].shape[-1]
         if isinstance(classes, int) and classes != len(self.manifest.labels):
             raise ModelLoadError(
