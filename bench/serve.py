@@ -11,7 +11,10 @@ training image's own export code; TorchServe serves a TorchScript trace of the s
 gets the same two cores: Kennel's container with `--cpus=2` on the host network, TorchServe on the host
 under `taskset -c 0-1`; both answer on 127.0.0.1 only, and ab runs on the same cores. Each repetition starts
 every server afresh (that start is the cold-start figure), warms it up, then measures concurrency 1, 4 and
-16; the repetitions interleave the servers (A B C A B C ...) and the in-process ceilings.
+16; the repetitions interleave the servers (A B C A B C ...) and the in-process ceilings. Kennel fp32, Kennel
+INT8 and the tuned TorchServe then take the payload-size axis at concurrency 16: a 2 MP and a 12 MP photo
+stand-in (bench/photos.py). Last, `python -m deploy loadtest` with its default flags runs against a fresh
+Kennel INT8 container, next to ab's concurrency-16 figure on the same container.
 """
 
 import argparse
@@ -43,6 +46,7 @@ import docker  # noqa: E402
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
+import photos  # noqa: E402
 import torch  # noqa: E402
 import torchserve_host as torchserve  # noqa: E402
 import torchvision  # noqa: E402
@@ -71,6 +75,11 @@ SWEEP_NOTE = (
     "OMP_NUM_THREADS 2 or 1, batchSize 1 to 16, maxBatchDelay 0 to 50 ms (the figures are in bench/serve.py)"
 )
 CEILING_BATCHES = (1, 8)
+# The payload-size axis: phone photos as users send them (bench/photos.py), at concurrency 16, on these.
+LARGE_PAYLOADS = {"2 MP": (1632, 1224), "12 MP": (4032, 3024)}
+PAYLOAD_SERVERS = ("Kennel fp32", "Kennel INT8", "TorchServe tuned")
+PAYLOAD_CONCURRENCY = 16
+LOADTEST_P99_MS = 500
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,7 @@ class Running:
     ping_url: str
     stop: Callable[[], None]
     memory_bytes: Callable[[], int]
+    logs: Callable[[], str] = lambda: ""
 
 
 def configurations(int8: bool) -> list[Server]:
@@ -147,13 +157,15 @@ def torch_transform() -> transforms.Compose:
     )
 
 
-def session(path: Path) -> ort.InferenceSession:
-    """The serving image's ONNX Runtime settings: intra-op threads = cores, sequential, no spinning."""
+def session(path: Path, memory_pattern: bool = False) -> ort.InferenceSession:
+    """The serving image's ONNX Runtime settings: intra-op threads = cores, sequential, no spinning, no
+    memory pattern (`memory_pattern=True`: ONNX Runtime's default, the serving image's before)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = CPUS
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.enable_mem_pattern = memory_pattern
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -188,6 +200,13 @@ def ceilings(model_dir: Path, jpeg: bytes, seconds: float) -> dict[str, float]:
             results[f"{precision} model b{batch}"] = images_per_second(model_only, batch, seconds)
             whole = partial(pipeline, runner, manifest, jpeg, batch)
             results[f"{precision} pipeline b{batch}"] = images_per_second(whole, batch, seconds)
+    # The fp32 model with ONNX Runtime's memory pattern on, as served before: its throughput cost.
+    runner = session(model_dir / "model.onnx", memory_pattern=True)
+    ready = np.stack([manifest.preprocessing(Image.open(io.BytesIO(jpeg)))] * CEILING_BATCHES[-1])
+    model_only = partial(runner.run, None, {manifest.input_name: ready})
+    results[f"fp32+pattern model b{CEILING_BATCHES[-1]}"] = images_per_second(
+        model_only, CEILING_BATCHES[-1], seconds
+    )
     return results
 
 
@@ -200,19 +219,29 @@ def run_ab(url: str, body: Path, concurrency: int, seconds: float) -> dict[str, 
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     percent = {int(m[0]): float(m[1]) for m in re.findall(r"^\s+(\d+)%\s+(\d+)", out, re.M)}
     non_2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
+    # ab counts a body whose length differs from the first one's as failed; answers to different batches
+    # can differ in their last digits, so those are counted apart, not as failures.
+    length = re.search(r"Length:\s+(\d+)", out)
+    mismatched = int(length[1]) if length else 0
     return {
         "rps": float(re.search(r"Requests per second:\s+([\d.]+)", out).group(1)),
         "requests": int(re.search(r"Complete requests:\s+(\d+)", out).group(1)),
         "p50": percent.get(50, math.nan),  # ab prints no percentiles for fewer than two requests
         "p99": percent.get(99, math.nan),
         "failed": int(re.search(r"Failed requests:\s+(\d+)", out).group(1))
+        - mismatched
         + int(non_2xx[1] if non_2xx else 0),
+        "length_mismatched": mismatched,
         "ab_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
     }
 
 
-def start_kennel(client: docker.DockerClient, image: str, model_dir: Path, server: Server) -> Running:
+def start_kennel(
+    client: docker.DockerClient, image: str, model_dir: Path, server: Server, **limits: Any
+) -> Running:
+    """Kennel's container with `--cpus=2`, unless `limits` (docker SDK run arguments) say otherwise."""
     port = torchserve.free_port()
+    limits = {"nano_cpus": CPUS * 10**9, **limits}
     container = client.containers.run(
         image,
         ["serve"],
@@ -222,7 +251,7 @@ def start_kennel(client: docker.DockerClient, image: str, model_dir: Path, serve
         # The host network, like TorchServe on the host: no docker-proxy copying every body.
         network_mode="host",
         environment={"SAGEMAKER_BIND_TO_PORT": str(port), **server.environment},
-        nano_cpus=CPUS * 10**9,
+        **limits,
     )
 
     def memory_bytes() -> int:
@@ -230,7 +259,11 @@ def start_kennel(client: docker.DockerClient, image: str, model_dir: Path, serve
         return stats.get("stats", {}).get("rss", stats.get("usage", 0))  # cgroup v1: anonymous memory
 
     base = f"http://127.0.0.1:{port}"
-    return Running(f"{base}/invocations", f"{base}/ping", lambda: container.remove(force=True), memory_bytes)
+    running = Running(
+        f"{base}/invocations", f"{base}/ping", lambda: container.remove(force=True), memory_bytes
+    )
+    running.logs = lambda: container.logs().decode(errors="replace")
+    return running
 
 
 def start_torchserve(mar: Path, server: Server, home: Path) -> Running:
@@ -282,10 +315,10 @@ def reference_top1(model_dir: Path, jpegs: list[bytes]) -> list[int]:
     return [int(i) for i in logits.argmax(axis=1)]
 
 
-def warm_up(url: str, body: Path, requests: int = 24) -> None:
+def warm_up(url: str, body: Path, requests: int = 24, levels: tuple[int, ...] = (4, 16)) -> None:
     """A fixed number of requests at concurrency 4 and 16, not recorded: TorchScript's profiling executor
     optimises a model on its first calls for each batch shape, and every server gets the same count."""
-    for concurrency in (4, 16):
+    for concurrency in levels:
         command = [
             "ab",
             "-q",
@@ -315,6 +348,55 @@ def measure(
         print(f"    c={concurrency}: {result['points'][concurrency]}", flush=True)
     result["memory_bytes"] = running.memory_bytes()
     return result
+
+
+def measure_payloads(running: Running, bodies: dict[str, Path], seconds: float) -> dict[str, Any]:
+    """Concurrency 16 with each large payload (after 16 unrecorded requests of it), then the memory."""
+    result: dict[str, Any] = {}
+    for name, body in bodies.items():
+        warm_up(running.predict_url, body, requests=PAYLOAD_CONCURRENCY, levels=(PAYLOAD_CONCURRENCY,))
+        result[name] = run_ab(running.predict_url, body, PAYLOAD_CONCURRENCY, seconds)
+        print(f"    {name} c={PAYLOAD_CONCURRENCY}: {result[name]}", flush=True)
+    result["memory_bytes"] = running.memory_bytes()
+    return result
+
+
+def loadtest(
+    client: docker.DockerClient, image: str, model_dir: Path, server: Server, jpegs: list[bytes], body: Path,
+    seconds: float, work: Path,
+) -> dict[str, Any]:  # fmt: skip
+    """`python -m deploy loadtest` with its default flags against a fresh container, and ab's concurrency
+    16 on the same container just before it."""
+    running = start_kennel(client, image, model_dir, server)
+    try:
+        wait_ready(running, jpegs[0], time.perf_counter())
+        warm_up(running.predict_url, body)
+        ab = run_ab(running.predict_url, body, 16, seconds)
+        stack = work / "stack.toml"
+        stack.write_text((ROOT / "deploy" / "stack.example.toml").read_text())
+        command = [sys.executable, "-m", "deploy", "loadtest", "--stack", str(stack), "--url",
+                   running.predict_url, "--image", str(body), "--p99-ms", str(LOADTEST_P99_MS)]  # fmt: skip
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=900)
+        elapsed = time.perf_counter() - started
+    finally:
+        running.stop()
+    print(done.stderr + done.stdout, flush=True)
+    rate = re.search(r"Highest sustained rate ([\d.]+) req/s", done.stdout)
+    saturation = re.search(r"closed-loop saturation ([\d.]+) req/s", done.stdout)
+    return {
+        "server": server.name,
+        "command": "python -m deploy loadtest --stack STACK --url URL --image IMAGE "
+        f"--p99-ms {LOADTEST_P99_MS}",
+        "exit_code": done.returncode,
+        "rps": float(rate.group(1)) if rate else 0.0,
+        "saturation_rps": float(saturation.group(1)) if saturation else 0.0,
+        "lower_bound": "LOWER BOUND" in done.stdout,
+        "seconds": elapsed,
+        "ab_c16_rps": ab["rps"],
+        "ab_c16_p99": ab["p99"],
+        "output": done.stdout,
+    }
 
 
 def folder_bytes(path: Path) -> int:
@@ -361,6 +443,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--image", default="kennel-serve:local")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--skip-loadtest", action="store_true", help="leave out the 3-minute loadtest run")
     args = parser.parse_args()
 
     client = docker.from_env()
@@ -371,6 +454,16 @@ def main() -> None:
         paths = [work / f"image-{i:02d}.jpg" for i in range(len(jpegs))]
         for path, jpeg in zip(paths, jpegs, strict=True):
             path.write_bytes(jpeg)
+        large = {
+            name: photos.jpeg(photos.photo(index, *size))
+            for index, (name, size) in enumerate(LARGE_PAYLOADS.items())
+        }
+        bodies = {name: work / f"payload-{name.replace(' ', '')}.jpg" for name in large}
+        for name, data in large.items():
+            bodies[name].write_bytes(data)
+        results["payload_bytes"] = {"500x375": len(jpegs[0])} | {
+            name: len(data) for name, data in large.items()
+        }
         model, model_dir, quantization = make_model(work, paths)
         results["quantization"] = quantization
         results["jpeg_bytes"] = [len(jpeg) for jpeg in jpegs]
@@ -395,11 +488,19 @@ def main() -> None:
                     running = start_torchserve(mars[server.name], server, work / f"ts-{uuid.uuid4().hex[:8]}")
                 try:
                     run = measure(running, started, jpegs, paths[0], args.seconds)
+                    if server.name in PAYLOAD_SERVERS:
+                        run["payloads"] = measure_payloads(running, bodies, args.seconds)
                 finally:
                     running.stop()
                 results["servers"][server.name]["runs"].append(run)
             results["ceilings"].append(ceilings(model_dir, jpegs[0], args.ceiling_seconds))
             print(f"rep {rep + 1}/{args.reps}: ceilings {results['ceilings'][-1]}", flush=True)
+        int8 = [server for server in servers if server.name == "Kennel INT8"]
+        if int8 and not args.skip_loadtest:
+            print("loadtest: Kennel INT8, default flags", flush=True)
+            results["loadtest"] = loadtest(
+                client, args.image, model_dir, int8[0], jpegs, paths[0], args.seconds, work
+            )
     results["footprints"] = footprints(client, args.image)
     results["load_end"] = os.getloadavg()
     results["median_ceiling"] = {

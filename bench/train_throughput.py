@@ -45,6 +45,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=160, help="training images per class x 5 classes")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--amp", default="auto", help="the trainer's --amp: auto (on CUDA), bf16, fp16, off")
+    parser.add_argument(
+        "--channels-last", default="auto", help="the trainer's --channels-last: auto, on, off"
+    )
     parser.add_argument("--out", type=Path, help="also write the figures here as JSON")
     args = parser.parse_args()
     dist = DistContext.single()
@@ -52,15 +56,19 @@ def main() -> None:
         write_dataset(Path(root), classes=5, per_class=args.images // 5 * 10 // 6, size=args.size)
         config = TrainConfig(
             data=root, backbone=args.backbone, weights="none", image_size=args.size,
-            batch_size=args.batch_size, workers=0, epochs=args.rounds + 1,
+            batch_size=args.batch_size, workers=0, epochs=args.rounds + 1, amp=args.amp,
+            channels_last=args.channels_last,
         )  # fmt: skip
         splits = data.find_splits(config)
         loader = data.make_loaders(config, dist, splits)["train"]
         count = len(loader.dataset)
         net = build_model(args.backbone, 5).to(dist.device)
+        if engine.channels_last(config, dist.device):  # as the trainer's main does
+            net = net.to(memory_format=torch.channels_last)
         optimizer = torch.optim.AdamW(net.parameters())
         scheduler = engine.make_schedule(optimizer, config, len(loader))
-        scaler = torch.amp.GradScaler(dist.device.type, enabled=False)
+        fp16 = engine.amp_dtype(config, dist.device) == torch.float16
+        scaler = torch.amp.GradScaler(dist.device.type, enabled=fp16)
         criterion = nn.CrossEntropyLoss()
         stop = engine.StopRequested()
 
@@ -86,6 +94,8 @@ def main() -> None:
     print(f"  ratio trainer/bare: {best['trainer'] / best['bare']:.3f}")
     if args.out:
         figures = {**vars(args), "out": None, "device": str(dist.device), "images_per_epoch": count}
+        figures["amp_dtype"] = str(engine.amp_dtype(config, dist.device))
+        figures["channels_last_used"] = engine.channels_last(config, dist.device)
         figures |= {"images_per_s": timings, "best": best, "ratio": best["trainer"] / best["bare"]}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(figures, indent=1) + "\n")

@@ -6,9 +6,18 @@ import json
 
 import numpy as np
 import pytest
+from kennel_serve.codecs import open_image
+from kennel_serve.model import ModelManifest
 from kennel_serve.settings import MIB
 
-from tests.serve.conftest import TINY_LABELS, TINY_PREPROCESSING, assert_error, serving, torch_probabilities
+from tests.serve.conftest import (
+    TINY_LABELS,
+    TINY_PREPROCESSING,
+    assert_error,
+    encode,
+    serving,
+    torch_probabilities,
+)
 
 
 def b64(data: bytes) -> str:
@@ -25,7 +34,7 @@ def check_predictions(predictions: list, top_k: int = 3) -> None:
 
 
 @pytest.mark.parametrize("content_type", ["image/jpeg", "application/x-image", "IMAGE/JPEG; charset=binary"])
-def test_raw_image_gives_torch_probabilities(tiny_client, tiny_model, images, content_type):
+def test_raw_image_gives_torch_probabilities(tiny_client, tiny_model, tiny_model_dir, images, content_type):
     response = tiny_client.post(
         "/invocations", content=images["landscape.jpg"], headers={"Content-Type": content_type}
     )
@@ -33,7 +42,11 @@ def test_raw_image_gives_torch_probabilities(tiny_client, tiny_model, images, co
     assert response.headers["content-type"] == "application/json"
     (predictions,) = response.json()["predictions"]
     check_predictions(predictions)
-    expected = torch_probabilities(tiny_model, TINY_PREPROCESSING, images["landscape.jpg"])
+    # The JPEG is over twice the tiny model's resize, so it is decoded at reduced scale: torch's eval
+    # transform gets exactly those pixels (losslessly).
+    least_size = ModelManifest.read(tiny_model_dir).preprocessing.least_decode_size
+    decoded = encode(open_image(images["landscape.jpg"], 10**9, least_size), "PNG")
+    expected = torch_probabilities(tiny_model, TINY_PREPROCESSING, decoded)
     served = np.array([p["probability"] for p in sorted(predictions, key=lambda p: p["index"])])
     np.testing.assert_allclose(served, expected, atol=1e-5)
 

@@ -6,7 +6,11 @@ because parity with the PyTorch model (1e-4 on probabilities) depends on every r
 ``Image.convert("RGB")`` -> ``Resize`` -> ``CenterCrop`` -> ``ToTensor`` -> ``Normalize``.
 """
 
+import contextlib
+import ctypes
 import json
+import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +19,36 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+log = logging.getLogger(__name__)
 FORMAT = "kennel-model"
 FORMAT_VERSION = 2  # 2 added `default_response`; version 1 manifests read as `top_k`
 INTERPOLATIONS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 # What /invocations answers: the most likely labels with probabilities, or the network's output row as is.
 RESPONSE_SHAPES = ("top_k", "scores")
+# A reduced-scale JPEG decode keeps at least this many times the resize target on the side(s) the resize
+# fixes, so the resize still averages several decoded pixels into each output pixel. Chosen by measurement
+# (docs/benchmarks.md, "JPEG decoding at reduced scale"): 2x keeps top-1 and probabilities closest to the
+# full decode of the margins measured, and costs little more time than 1x.
+DECODE_MARGIN = 2.0
+
+
+CUDA = "CUDAExecutionProvider"
+
+
+def execution_providers() -> list[str]:
+    """CUDA first when this ONNX Runtime build has it (the image's GPU variant), then the CPU."""
+    if CUDA not in ort.get_available_providers():
+        return ["CPUExecutionProvider"]
+    with contextlib.suppress(Exception):  # CUDA's libraries from the nvidia-* wheels, when they are there
+        ort.preload_dlls()
+    return [CUDA, "CPUExecutionProvider"]
+
+
+def _return_freed_memory() -> None:
+    """glibc keeps the heap that ONNX Runtime freed after building the session (about 1.5x the model file)
+    as resident memory; malloc_trim gives it back. Nothing to do where there is no glibc."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 class ModelLoadError(RuntimeError):
@@ -53,6 +82,17 @@ class Preprocessing:
         mean = np.asarray(self.mean, dtype=np.float32)
         std = np.asarray(self.std, dtype=np.float32)
         return ((pixels - mean) / std).transpose(2, 0, 1)
+
+    def least_decode_size(self, width: int, height: int, margin: float = DECODE_MARGIN) -> tuple[int, int]:
+        """The smallest (width, height), same aspect, that a `width` x `height` image may be decoded at:
+        `margin` times what the resize keeps, never more than the image itself."""
+        if isinstance(self.resize, int):
+            factor = margin * self.resize / min(width, height)
+        else:
+            factor = margin * max(self.resize[0] / height, self.resize[1] / width)
+        if factor >= 1:
+            return width, height
+        return math.ceil(width * factor), math.ceil(height * factor)
 
 
 def _center_crop(image: Image.Image, crop: int) -> Image.Image:
@@ -156,13 +196,24 @@ class ImageClassifier:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # No memory pattern: ONNX Runtime would plan and keep one block of activations per batch shape, and
+        # the micro-batcher forms every size from 1 to 16. Measured in the serving process with the fp32
+        # ResNet-50 after 25 s at concurrency 16 (anonymous memory): 376 MB with patterns, 288 MB without
+        # (both with the malloc_trim below); docs/benchmarks.md has the throughput.
+        options.enable_mem_pattern = False
         path = model_dir / model_file
+        providers = execution_providers()
         if not path.is_file():
             raise ModelLoadError(f"the manifest names {model_file}, which is not in {model_dir}")
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as err:  # ONNX Runtime raises its own untyped errors for corrupt or invalid models
             raise ModelLoadError(f"ONNX Runtime cannot load {path}: {err}") from None
+        self.device = "cuda" if self.session.get_providers()[0] == CUDA else "cpu"
+        if CUDA in providers and self.device != "cuda":
+            log.warning(
+                "ONNX Runtime's CUDA build is installed but no GPU is usable here: serving on the CPU"
+            )
         classes = self.session.get_outputs()[0].shape[-1]
         if isinstance(classes, int) and classes != len(self.manifest.labels):
             raise ModelLoadError(
@@ -178,6 +229,7 @@ class ImageClassifier:
             self.predict(np.zeros((1, 3, height, width), dtype=np.float32))
         except Exception as err:
             raise ModelLoadError(f"{path} fails on a {height}x{width} input: {err}") from None
+        _return_freed_memory()
         self.load_seconds = time.monotonic() - started
 
     @property

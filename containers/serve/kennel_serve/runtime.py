@@ -70,7 +70,8 @@ class ClassifierRuntime:
         self._metrics.queue_depth.set(self.batcher.queue_depth)
 
     def _prepare(self, data: bytes) -> np.ndarray:
-        return self.classifier.preprocess(open_image(data, self.settings.max_image_pixels))
+        least_size = self.classifier.manifest.preprocessing.least_decode_size
+        return self.classifier.preprocess(open_image(data, self.settings.max_image_pixels, least_size))
 
     async def invoke(self, invocation: Invocation) -> tuple[bytes, str]:
         loop = asyncio.get_running_loop()
