@@ -23,7 +23,6 @@ import json
 import math
 import os
 import platform
-import random
 import re
 import resource
 import statistics
@@ -52,20 +51,12 @@ import torchserve_host as torchserve  # noqa: E402
 import torchvision  # noqa: E402
 from kennel_serve.model import ModelManifest  # noqa: E402
 from kennel_train.export import build_manifest, write_model_dir  # noqa: E402
-from kennel_train.synthetic import draw_image  # noqa: E402
 from PIL import Image  # noqa: E402
+from standins import CLASSES, PREPROCESSING, make_jpegs  # noqa: E402
 from torchvision import transforms  # noqa: E402
 
-CLASSES = 133
 CONCURRENCY = (1, 4, 16)
 CPUS = 2
-PREPROCESSING = {
-    "resize": 256,
-    "crop": 224,
-    "interpolation": "bilinear",
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
-}
 # TorchServe's best configuration at concurrency 16 in a sweep on this machine (8 s per point, req/s at
 # concurrency 4 / 16): 1 worker, OMP 2, batch 8 / 20 ms: 17.7 / 15.9; batch 1: 15.8 / 15.0; batch 16 / 50 ms:
 # 15.5 / 13.1; 2 workers, OMP 1, batch 1: 18.5 / 18.3; 2 workers, OMP 1, batch 4 / 10 ms: 10.5 / 19.2.
@@ -114,19 +105,6 @@ def describe(server: Server) -> str | None:
     if server.tuning == TORCHSERVE_TUNED:
         return f"{server.tuning.describe()}; {SWEEP_NOTE}"
     return server.tuning.describe() if server.tuning else None
-
-
-def make_jpegs(count: int) -> list[bytes]:
-    """Photo stand-ins of the dog-breed set's typical size: 500x375, about 100 kB each, deterministic."""
-    jpegs = []
-    for seed in range(count):
-        image = draw_image(seed % 5, 5, 500, random.Random(seed)).crop((0, 0, 500, 375))
-        noise = np.random.default_rng(seed).integers(-40, 40, (375, 500, 3))
-        image = Image.fromarray(np.clip(np.asarray(image, dtype=np.int16) + noise, 0, 255).astype(np.uint8))
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=90)
-        jpegs.append(buffer.getvalue())
-    return jpegs
 
 
 def make_model(work: Path, jpegs: list[Path]) -> tuple[torch.nn.Module, Path, dict | None]:

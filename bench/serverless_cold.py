@@ -11,10 +11,8 @@ what the memory limit does (nothing, unless the container is killed).
 """
 
 import argparse
-import io
 import json
 import os
-import random
 import socket
 import statistics
 import subprocess
@@ -25,39 +23,17 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "containers" / "serve"), str(ROOT / "containers" / "train")]
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "containers" / "serve"), str(ROOT / "containers" / "train")]
 
 import httpx  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 from kennel_train.export import build_manifest, write_model_dir  # noqa: E402
 from kennel_train.quantize import quantize_model_dir  # noqa: E402
-from kennel_train.synthetic import draw_image  # noqa: E402
 from PIL import Image  # noqa: E402
+from standins import CLASSES, PREPROCESSING, make_jpegs  # noqa: E402
 
 MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
-# bench/serve.py's model and photo stand-ins (that module needs the bench requirements; this one does not).
-CLASSES = 133
-PREPROCESSING = {
-    "resize": 256,
-    "crop": 224,
-    "interpolation": "bilinear",
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
-}
-
-
-def make_jpegs(count: int) -> list[bytes]:
-    jpegs = []
-    for seed in range(count):
-        image = draw_image(seed % 5, 5, 500, random.Random(seed)).crop((0, 0, 500, 375))
-        noise = np.random.default_rng(seed).integers(-40, 40, (375, 500, 3))
-        image = Image.fromarray(np.clip(np.asarray(image, dtype=np.int16) + noise, 0, 255).astype(np.uint8))
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=90)
-        jpegs.append(buffer.getvalue())
-    return jpegs
 
 
 def make_model(work: Path, paths: list[Path]) -> Path:

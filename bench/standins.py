@@ -1,0 +1,32 @@
+"""The benchmark model's shape and the photo stand-ins of the dog-breed set, shared by bench/serve.py and
+bench/serverless_cold.py (the second runs without the benchmark's own requirements)."""
+
+import io
+import random
+
+import numpy as np
+from kennel_train.synthetic import draw_image
+from PIL import Image
+
+# ResNet-50 with the dog-breed set's 133 classes, preprocessed as the training image does.
+CLASSES = 133
+PREPROCESSING = {
+    "resize": 256,
+    "crop": 224,
+    "interpolation": "bilinear",
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+}
+
+
+def make_jpegs(count: int) -> list[bytes]:
+    """Photo stand-ins of the dog-breed set's typical size: 500x375, about 100 kB each, deterministic."""
+    jpegs = []
+    for seed in range(count):
+        image = draw_image(seed % 5, 5, 500, random.Random(seed)).crop((0, 0, 500, 375))
+        noise = np.random.default_rng(seed).integers(-40, 40, (375, 500, 3))
+        image = Image.fromarray(np.clip(np.asarray(image, dtype=np.int16) + noise, 0, 255).astype(np.uint8))
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=90)
+        jpegs.append(buffer.getvalue())
+    return jpegs
