@@ -18,6 +18,8 @@ import torch
 import torchvision
 from fastapi.testclient import TestClient
 from kennel_serve.app import create_app
+from kennel_serve.codecs import open_image
+from kennel_serve.model import ModelManifest
 from kennel_serve.settings import Settings
 from kennel_train.synthetic import draw_image
 from PIL import Image
@@ -129,6 +131,13 @@ def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **options)
     return buffer.getvalue()
+
+
+def as_decoded(model_dir: Path, image_bytes: bytes) -> bytes:
+    """The pixels the server decodes from `image_bytes` for this model (a JPEG over twice its resize is
+    decoded at reduced scale), as a lossless PNG for torchvision's eval transform."""
+    least_size = ModelManifest.read(model_dir).preprocessing.least_decode_size
+    return encode(open_image(image_bytes, 10**9, least_size), "PNG")
 
 
 @pytest.fixture(scope="session")

@@ -6,13 +6,12 @@ import json
 
 import numpy as np
 import pytest
-from kennel_serve.codecs import open_image
-from kennel_serve.model import ModelManifest
 from kennel_serve.settings import MIB
 
 from tests.serve.conftest import (
     TINY_LABELS,
     TINY_PREPROCESSING,
+    as_decoded,
     assert_error,
     encode,
     serving,
@@ -44,9 +43,9 @@ def test_raw_image_gives_torch_probabilities(tiny_client, tiny_model, tiny_model
     check_predictions(predictions)
     # The JPEG is over twice the tiny model's resize, so it is decoded at reduced scale: torch's eval
     # transform gets exactly those pixels (losslessly).
-    least_size = ModelManifest.read(tiny_model_dir).preprocessing.least_decode_size
-    decoded = encode(open_image(images["landscape.jpg"], 10**9, least_size), "PNG")
-    expected = torch_probabilities(tiny_model, TINY_PREPROCESSING, decoded)
+    expected = torch_probabilities(
+        tiny_model, TINY_PREPROCESSING, as_decoded(tiny_model_dir, images["landscape.jpg"])
+    )
     served = np.array([p["probability"] for p in sorted(predictions, key=lambda p: p["index"])])
     np.testing.assert_allclose(served, expected, atol=1e-5)
 
@@ -181,8 +180,6 @@ def test_truncated_jpeg_is_400(tiny_client, images):
 
 def test_decompression_bomb_is_refused_before_decoding(tiny_model_dir):
     from PIL import Image
-
-    from tests.serve.conftest import encode
 
     # 4000x4000 of one colour compresses to a few kB; the limit is set below its pixel count.
     bomb = encode(Image.new("RGB", (4000, 4000)), "PNG")

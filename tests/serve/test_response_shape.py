@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 from kennel_serve.codecs import InferenceError, parse_response_shape
 
-from tests.serve.conftest import TINY_LABELS, TINY_PREPROCESSING, assert_error, serving, torch_logits
+from tests.serve.conftest import (
+    TINY_LABELS,
+    TINY_PREPROCESSING,
+    as_decoded,
+    assert_error,
+    serving,
+    torch_logits,
+)
 
 NAMES = ("landscape.jpg", "portrait.jpg", "gray.jpg")
 
@@ -44,7 +51,9 @@ def invoke(client, data: bytes, attributes: str | None = None, **headers: str):
     return client.post("/invocations", content=data, headers=headers)
 
 
-def test_a_scores_model_answers_a_plain_jpeg_with_its_logits_as_one_row(scores_client, tiny_model, images):
+def test_a_scores_model_answers_a_plain_jpeg_with_its_logits_as_one_row(
+    scores_client, scores_model_dir, tiny_model, images
+):
     for name in NAMES:
         for accept in ({}, {"Accept": "application/json"}):  # the SageMaker SDK's JSONDeserializer sends it
             response = invoke(scores_client, images[name], **accept)
@@ -52,7 +61,9 @@ def test_a_scores_model_answers_a_plain_jpeg_with_its_logits_as_one_row(scores_c
             assert response.headers["content-type"] == "application/json"
             rows = response.json()
             assert isinstance(rows, list) and len(rows) == 1 and len(rows[0]) == len(TINY_LABELS)
-            expected = torch_logits(tiny_model, TINY_PREPROCESSING, images[name])
+            expected = torch_logits(
+                tiny_model, TINY_PREPROCESSING, as_decoded(scores_model_dir, images[name])
+            )
             np.testing.assert_allclose(rows[0], expected, atol=1e-5, err_msg=name)
             assert int(np.argmax(rows, 1)[0]) == int(np.argmax(expected))  # the seed notebook's reading
 
@@ -65,23 +76,29 @@ def test_a_version_1_model_still_answers_top_k(tiny_model_dir, tiny_client, imag
 
 
 @pytest.mark.parametrize("attributes", ["output=top_k", "OUTPUT = Top_K; top_k=2", "top_k=2"])
-def test_a_scores_model_answers_top_k_when_asked(scores_client, tiny_model, images, attributes):
+def test_a_scores_model_answers_top_k_when_asked(
+    scores_client, scores_model_dir, tiny_model, images, attributes
+):
     """`output=top_k`, or a `top_k=N` alone: clients that always sent top_k keep their shape."""
     response = invoke(scores_client, images["landscape.jpg"], attributes)
     assert response.status_code == 200, response.text
     (predictions,) = response.json()["predictions"]
     assert len(predictions) == (2 if "top_k=" in attributes else len(TINY_LABELS))
-    logits = torch_logits(tiny_model, TINY_PREPROCESSING, images["landscape.jpg"])
+    logits = torch_logits(
+        tiny_model, TINY_PREPROCESSING, as_decoded(scores_model_dir, images["landscape.jpg"])
+    )
     softmax = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
     for prediction in predictions:
         assert prediction["probability"] == pytest.approx(softmax[prediction["index"]], abs=1e-5)
 
 
-def test_a_top_k_model_answers_scores_when_asked(tiny_client, tiny_model, images):
+def test_a_top_k_model_answers_scores_when_asked(tiny_client, tiny_model_dir, tiny_model, images):
     response = invoke(tiny_client, images["portrait.jpg"], "trace=1, output=scores")
     assert response.status_code == 200, response.text
     (row,) = response.json()
-    expected = torch_logits(tiny_model, TINY_PREPROCESSING, images["portrait.jpg"])
+    expected = torch_logits(
+        tiny_model, TINY_PREPROCESSING, as_decoded(tiny_model_dir, images["portrait.jpg"])
+    )
     np.testing.assert_allclose(row, expected, atol=1e-5)
 
 
