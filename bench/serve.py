@@ -199,7 +199,7 @@ def run_ab(url: str, body: Path, concurrency: int, seconds: float) -> dict[str, 
     non_2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
     # ab counts a body whose length differs from the first one's as failed; answers to different batches
     # can differ in their last digits, so those are counted apart, not as failures.
-    length = re.search(r"Length:\s+(\d+)", out)
+    length = re.search(r"\(Connect: \d+, Receive: \d+, Length: (\d+)", out)
     mismatched = int(length[1]) if length else 0
     return {
         "rps": float(re.search(r"Requests per second:\s+([\d.]+)", out).group(1)),
