@@ -9,9 +9,8 @@ Deleting the topic deletes its subscriptions with it.
 
 import contextlib
 
-from botocore.exceptions import ClientError
-
-from deploy.aws import Run, is_not_found
+from deploy import topics
+from deploy.aws import Run
 
 PENDING = "PendingConfirmation"
 
@@ -21,17 +20,11 @@ def topic_name(run: Run) -> str:
 
 
 def topic_arn(run: Run) -> str:
-    return run.arn("sns", topic_name(run))
+    return topics.topic_arn(run, topic_name(run))
 
 
 def _exists(run: Run) -> bool:
-    try:
-        run.client("sns").get_topic_attributes(TopicArn=topic_arn(run))
-        return True
-    except ClientError as err:
-        if is_not_found(err) or err.response.get("Error", {}).get("Code") == "NotFound":
-            return False
-        raise
+    return topics.exists(run, topic_name(run))
 
 
 def _email_subscriptions(run: Run) -> list[dict]:
