@@ -46,6 +46,7 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import photos  # noqa: E402
+import standins  # noqa: E402
 import torch  # noqa: E402
 import torchserve_host as torchserve  # noqa: E402
 import torchvision  # noqa: E402
@@ -251,25 +252,7 @@ def start_torchserve(mar: Path, server: Server, home: Path) -> Running:
 
 def wait_ready(running: Running, jpeg: bytes, started: float, timeout_s: float = 180) -> dict[str, Any]:
     """Seconds from start to the first 200 on /ping and to the first 200 prediction."""
-    ping = None
-    while time.perf_counter() - started < timeout_s:
-        try:
-            if ping is None and httpx.get(running.ping_url, timeout=2).status_code == 200:
-                ping = time.perf_counter() - started
-            if ping is not None:
-                response = httpx.post(
-                    running.predict_url, content=jpeg, headers={"Content-Type": "image/jpeg"}, timeout=60
-                )
-                if response.status_code == 200:
-                    return {
-                        "ping_s": ping,
-                        "first_prediction_s": time.perf_counter() - started,
-                        "precision": response.headers.get("X-Kennel-Precision"),
-                    }
-        except httpx.TransportError:
-            pass
-        time.sleep(0.02)
-    raise TimeoutError(f"{running.predict_url} gave no prediction within {timeout_s} s")
+    return standins.wait_ready(running.ping_url, running.predict_url, jpeg, started, timeout_s)
 
 
 def top1(running: Running, jpegs: list[bytes]) -> list[int]:

@@ -25,13 +25,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "containers" / "serve"), str(ROOT / "containers" / "train")]
 
-import httpx  # noqa: E402
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 from kennel_train.export import build_manifest, write_model_dir  # noqa: E402
 from kennel_train.quantize import quantize_model_dir  # noqa: E402
 from PIL import Image  # noqa: E402
-from standins import CLASSES, PREPROCESSING, make_jpegs  # noqa: E402
+from standins import CLASSES, PREPROCESSING, make_jpegs, wait_ready  # noqa: E402
 
 MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
 
@@ -57,29 +56,6 @@ def make_model(work: Path, paths: list[Path]) -> Path:
     return model_dir
 
 
-def wait_ready(base: str, jpeg: bytes, started: float, timeout_s: float = 120) -> dict:
-    """Seconds from `docker run` to the first 200 on /ping and to the first 200 prediction."""
-    ping = None
-    while time.perf_counter() - started < timeout_s:
-        try:
-            if ping is None and httpx.get(f"{base}/ping", timeout=2).status_code == 200:
-                ping = time.perf_counter() - started
-            if ping is not None:
-                answer = httpx.post(
-                    f"{base}/invocations", content=jpeg, headers={"Content-Type": "image/jpeg"}, timeout=60
-                )
-                if answer.status_code == 200:
-                    return {
-                        "ping_s": ping,
-                        "first_prediction_s": time.perf_counter() - started,
-                        "precision": answer.headers.get("X-Kennel-Precision"),
-                    }
-        except httpx.TransportError:
-            pass
-        time.sleep(0.02)
-    raise TimeoutError(f"{base} gave no prediction within {timeout_s} s")
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -102,7 +78,7 @@ def first_prediction(image: str, model_dir: Path, memory_mb: int, precision: str
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        answer = wait_ready(base, jpeg, started)
+        answer = wait_ready(f"{base}/ping", f"{base}/invocations", jpeg, started, timeout_s=120)
         stats = subprocess.run(
             ["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", name],
             check=True,

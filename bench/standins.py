@@ -1,9 +1,12 @@
-"""The benchmark model's shape and the photo stand-ins of the dog-breed set, shared by bench/serve.py and
-bench/serverless_cold.py (the second runs without the benchmark's own requirements)."""
+"""What the serving benchmarks share: the benchmark model's shape, the photo stand-ins of the dog-breed set,
+and the clock to a server's first prediction. Used by bench/serve.py and bench/serverless_cold.py (the
+second runs without the benchmark's own requirements)."""
 
 import io
 import random
+import time
 
+import httpx
 import numpy as np
 from kennel_train.synthetic import draw_image
 from PIL import Image
@@ -30,3 +33,27 @@ def make_jpegs(count: int) -> list[bytes]:
         image.save(buffer, "JPEG", quality=90)
         jpegs.append(buffer.getvalue())
     return jpegs
+
+
+def wait_ready(ping_url: str, predict_url: str, jpeg: bytes, started: float, timeout_s: float) -> dict:
+    """Seconds from `started` to the first 200 on /ping and to the first 200 prediction, and the precision
+    the server answered with."""
+    ping = None
+    while time.perf_counter() - started < timeout_s:
+        try:
+            if ping is None and httpx.get(ping_url, timeout=2).status_code == 200:
+                ping = time.perf_counter() - started
+            if ping is not None:
+                response = httpx.post(
+                    predict_url, content=jpeg, headers={"Content-Type": "image/jpeg"}, timeout=60
+                )
+                if response.status_code == 200:
+                    return {
+                        "ping_s": ping,
+                        "first_prediction_s": time.perf_counter() - started,
+                        "precision": response.headers.get("X-Kennel-Precision"),
+                    }
+        except httpx.TransportError:
+            pass
+        time.sleep(0.02)
+    raise TimeoutError(f"{predict_url} gave no prediction within {timeout_s} s")
