@@ -178,38 +178,30 @@ step_registry() {
     as_root pkill -x docker-registry 2>/dev/null || true
 }
 
-step_venv() {
-    local req="$ROOT/requirements-dev.txt" stamp="$VENV/.requirements.sha256" want
-    want=$(cat "$req" "$ROOT"/containers/*/requirements.txt | sha256sum | cut -d' ' -f1)
+# ensure_venv LABEL DIR REQUIREMENTS [FILE...]: a virtual environment at DIR with REQUIREMENTS installed,
+# reinstalled only when REQUIREMENTS or one of the extra FILEs it depends on has changed since.
+ensure_venv() {
+    local label=$1 dir=$2 req=$3 stamp="$2/.requirements.sha256" want
+    want=$(cat "${@:3}" | sha256sum | cut -d' ' -f1)
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-        say "host venv: .venv matches requirements-dev.txt, reused"
+        say "$label: $dir matches $(basename "$req"), reused"
         return
     fi
-    say "host venv: installing requirements-dev.txt into .venv"
-    [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+    say "$label: installing $(basename "$req") into $dir"
+    [ -x "$dir/bin/python" ] || "$PYTHON" -m venv "$dir"
     # The machine's pip config may name local wheel folders that do not exist; drop pip's warnings about them.
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$req" 2>&1 \
+    "$dir/bin/python" -m pip install -q --disable-pip-version-check -r "$req" 2>&1 \
         | { grep -v "is ignored: it is neither a file nor a directory" || true; }
     printf '%s\n' "$want" >"$stamp"
-    say "host venv: ready"
+    say "$label: ready"
 }
+
+# requirements-dev.txt includes the images' locks (-r containers/*/requirements.txt).
+step_venv() { ensure_venv "host venv" "$VENV" "$ROOT/requirements-dev.txt" "$ROOT"/containers/*/requirements.txt; }
 
 # The SDK's 2.x releases cap protobuf, packaging and attrs below the images' locks, so it gets its own
 # environment; tests/sdk/ runs it there, with scripts/docker-compose first on PATH.
-step_sdk() {
-    local req="$ROOT/requirements-sdk.txt" stamp="$SDK_VENV/.requirements.sha256" want
-    want=$(sha256sum <"$req" | cut -d' ' -f1)
-    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-        say "sdk venv: $SDK_VENV matches requirements-sdk.txt, reused"
-        return
-    fi
-    say "sdk venv: installing requirements-sdk.txt into $SDK_VENV"
-    [ -x "$SDK_VENV/bin/python" ] || "$PYTHON" -m venv "$SDK_VENV"
-    "$SDK_VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$req" 2>&1 \
-        | { grep -v "is ignored: it is neither a file nor a directory" || true; }
-    printf '%s\n' "$want" >"$stamp"
-    say "sdk venv: ready"
-}
+step_sdk() { ensure_venv "sdk venv" "$SDK_VENV" "$ROOT/requirements-sdk.txt"; }
 
 case "${1:-all}" in
     all) step_engine; step_compose; step_base; step_registry; step_venv; step_sdk ;;
