@@ -14,7 +14,6 @@ from collections.abc import Callable
 
 from botocore.exceptions import ClientError
 
-from deploy import images
 from deploy.aws import DeployError, Run, is_not_found
 from deploy.stack import ROOT
 
@@ -51,6 +50,8 @@ Publisher = Callable[[str, str, str, dict[str, str]], str]
 
 
 def build_and_push(image: str, repository: str, tag: str, auth: dict[str, str]) -> str:
+    from deploy import images  # the Docker SDK, loaded only when an image is built
+
     return images.push(images.build(image).tag, repository, tag, auth)
 
 
