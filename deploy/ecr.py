@@ -11,11 +11,15 @@ import json
 import subprocess
 import urllib.request
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
 from deploy.aws import DeployError, Run, is_not_found
 from deploy.stack import ROOT
+
+if TYPE_CHECKING:
+    import docker
 
 IMAGES = ("serve", "train")
 # What `up` pushes: the training image is built and pushed by `train` and `tune`, when a job needs it.
@@ -50,9 +54,41 @@ Publisher = Callable[[str, str, str, dict[str, str]], str]
 
 
 def build_and_push(image: str, repository: str, tag: str, auth: dict[str, str]) -> str:
-    from deploy import images  # the Docker SDK, loaded only when an image is built
+    """The default publisher: the local image builder's build of containers/IMAGE, pushed."""
+    import images  # the Docker SDK too: only `up`, `train` and `tune` load it, when they build
 
-    return images.push(images.build(image).tag, repository, tag, auth)
+    return push(images.build(image).tag, repository, tag, auth)
+
+
+class PushError(DeployError):
+    """A failed `docker push`, with the registry's own message."""
+
+
+def push(
+    local_tag: str,
+    repository: str,
+    tag: str,
+    auth: dict[str, str],
+    client: "docker.DockerClient | None" = None,
+) -> str:
+    """Tags `local_tag` as repository:tag, pushes it with `auth` (username, password) and returns the
+    pushed manifest's digest. The extra local tag is removed afterwards."""
+    import docker
+
+    client = client or docker.from_env()
+    image = client.images.get(local_tag)
+    image.tag(repository, tag)
+    digest = ""
+    try:
+        for chunk in client.api.push(repository, tag, auth_config=auth, stream=True, decode=True):
+            if "error" in chunk:
+                raise PushError(f"pushing {repository}:{tag} failed: {chunk['error'].strip()}")
+            digest = chunk.get("aux", {}).get("Digest", digest)
+    finally:
+        client.images.remove(f"{repository}:{tag}", noprune=True)
+    if not digest:
+        raise PushError(f"pushing {repository}:{tag} reported no digest")
+    return digest
 
 
 def image_tag(run: Run) -> str:

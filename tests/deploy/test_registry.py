@@ -17,7 +17,7 @@ import boto3
 import docker
 import pytest
 
-from deploy import ecr, images
+from deploy import ecr
 from deploy.aws import Run
 from deploy.stack import load
 from tests.conftest import free_port
@@ -96,7 +96,7 @@ def test_push_with_ecr_login_records_in_ecr_and_pulls_back(
     pushed = {}
 
     def publish(image: str, repository: str, tag: str, auth: dict[str, str]) -> str:
-        pushed["digest"] = images.push(tiny_image, repository, tag, auth, client=docker_client)
+        pushed["digest"] = ecr.push(tiny_image, repository, tag, auth, client=docker_client)
         return pushed["digest"]
 
     uri = ecr.ensure_image(run, "serve", publish)
@@ -120,8 +120,8 @@ def test_push_with_ecr_login_records_in_ecr_and_pulls_back(
 
 
 def test_push_without_the_tokens_password_is_refused(registry, tiny_image, docker_client):
-    with pytest.raises(images.PushError):
-        images.push(
+    with pytest.raises(ecr.PushError):
+        ecr.push(
             tiny_image,
             f"{registry}/kennel-serve",
             "refused",
