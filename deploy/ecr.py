@@ -1,6 +1,7 @@
 """ECR repositories (scan on push, immutable tags, a lifecycle policy) and the images in them.
 
-Images are tagged by the git revision of containers/, so a tag names one build and never moves. With
+Images are tagged with the run's release tag (`Run.release_tag`: the git revision of containers/, or
+`images.tag`), so a tag names one build and never moves. With
 `images.registry` set, images go to that registry instead (a local one, for tests) and the pushed
 manifest is recorded in the ECR repository, so `describe_images` answers the same way in both cases.
 """
@@ -8,7 +9,6 @@ manifest is recorded in the ECR repository, so `describe_images` answers the sam
 import base64
 import contextlib
 import json
-import subprocess
 import urllib.request
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from deploy.aws import DeployError, Run, is_not_found
-from deploy.stack import ROOT
 
 if TYPE_CHECKING:
     import docker
@@ -91,31 +90,12 @@ def push(
     return digest
 
 
-def image_tag(run: Run) -> str:
-    """`images.tag` from the stack, else the git revision of a clean containers/ tree."""
-    if run.stack.images.tag:
-        return run.stack.images.tag
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
-        if done.returncode:
-            raise DeployError("images.tag is unset and the git revision is unknown", done.stderr.strip())
-        return done.stdout.strip()
-
-    revision = git("rev-parse", "--short=12", "HEAD")
-    if git("status", "--porcelain", "--", "containers"):
-        raise DeployError(
-            "containers/ has uncommitted changes: commit them (tags are immutable) or set images.tag"
-        )
-    return revision
-
-
 def registry(run: Run) -> str:
     return run.stack.images.registry or f"{run.account}.dkr.ecr.{run.stack.region}.amazonaws.com"
 
 
 def image_uri(run: Run, image: str) -> str:
-    return f"{registry(run)}/{run.stack.repository(image)}:{image_tag(run)}"
+    return f"{registry(run)}/{run.stack.repository(image)}:{run.release_tag}"
 
 
 def _describe(run: Run, name: str) -> dict | None:
@@ -182,7 +162,7 @@ def _has_tag(run: Run, name: str, tag: str) -> bool:
 
 def ensure_image(run: Run, image: str, publish: Publisher = build_and_push) -> str:
     """Builds and pushes the image unless its tag is already in the repository; returns its URI."""
-    name, tag = run.stack.repository(image), image_tag(run)
+    name, tag = run.stack.repository(image), run.release_tag
     uri = image_uri(run, image)
     if _has_tag(run, name, tag):
         run.apply("image", uri, "unchanged")
