@@ -1,15 +1,13 @@
 """ECR repositories (scan on push, immutable tags, a lifecycle policy) and the images in them.
 
 Images are tagged with the run's release tag (`Run.release_tag`: the git revision of containers/, or
-`images.tag`), so a tag names one build and never moves. With
-`images.registry` set, images go to that registry instead (a local one, for tests) and the pushed
-manifest is recorded in the ECR repository, so `describe_images` answers the same way in both cases.
+`images.tag`), so a tag names one build and never moves. `ensure_image` hands building and pushing to a
+publisher: by default the local image builder (images/), then `push`.
 """
 
 import base64
 import contextlib
 import json
-import urllib.request
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -44,10 +42,6 @@ LIFECYCLE_POLICY = {
         },
     ]
 }
-MANIFEST_TYPES = (
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-)
 # publish(image name, repository, tag, docker credentials) -> pushed manifest digest
 Publisher = Callable[[str, str, str, dict[str, str]], str]
 
@@ -91,7 +85,7 @@ def push(
 
 
 def registry(run: Run) -> str:
-    return run.stack.images.registry or f"{run.account}.dkr.ecr.{run.stack.region}.amazonaws.com"
+    return f"{run.account}.dkr.ecr.{run.stack.region}.amazonaws.com"
 
 
 def image_uri(run: Run, image: str) -> str:
@@ -169,26 +163,8 @@ def ensure_image(run: Run, image: str, publish: Publisher = build_and_push) -> s
     elif run.apply("image", uri, "create", "build and push"):
         auth = login(run)
         repository = uri.rsplit(":", 1)[0]
-        digest = publish(image, repository, tag, auth)
-        if run.stack.images.registry:
-            _record(run, name, tag, repository, digest, auth)
+        publish(image, repository, tag, auth)
     return uri
-
-
-def _record(run: Run, name: str, tag: str, repository: str, digest: str, auth: dict[str, str]) -> None:
-    """Copies the manifest pushed to an overriding registry into the ECR repository's record."""
-    host, path = repository.split("/", 1)
-    scheme = "http" if host.startswith(("127.", "localhost")) else "https"
-    request = urllib.request.Request(f"{scheme}://{host}/v2/{path}/manifests/{digest}")
-    request.add_header("Accept", ", ".join(MANIFEST_TYPES))
-    token = base64.b64encode(f"{auth['username']}:{auth['password']}".encode()).decode()
-    request.add_header("Authorization", f"Basic {token}")
-    with urllib.request.urlopen(request, timeout=30) as response:
-        manifest = response.read().decode()
-        media_type = response.headers["Content-Type"]
-    run.client("ecr").put_image(
-        repositoryName=name, imageManifest=manifest, imageManifestMediaType=media_type, imageTag=tag
-    )
 
 
 def delete_repository(run: Run, image: str) -> None:
