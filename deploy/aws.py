@@ -30,26 +30,17 @@ class DeployError(RuntimeError):
         self.reason = reason
 
 
-def error_code(err: ClientError) -> str:
-    return err.response.get("Error", {}).get("Code", "")
+# How SageMaker says that an endpoint, endpoint config, model, training or transform job does not exist.
+SAGEMAKER_NOT_FOUND = ("Could not find", "does not exist", "Requested resource not found")
 
 
-def is_not_found(err: ClientError) -> bool:
-    """Every service spells "it does not exist" its own way; SageMaker says it in a ValidationException."""
-    code = error_code(err)
-    message = err.response.get("Error", {}).get("Message", "")
-    if code == "ValidationException":
-        return "Could not find" in message or "does not exist" in message
-    return code in {
-        "ResourceNotFoundException",
-        "NoSuchEntity",
-        "NoSuchKey",
-        "NoSuchBucket",
-        "404",
-        "RepositoryNotFoundException",
-        "ObjectNotFoundException",
-        "ProvisionedConcurrencyConfigNotFoundException",
-    }
+def sagemaker_not_found(err: ClientError) -> bool:
+    """Whether SageMaker answered that the named resource does not exist. Every other service's calls
+    have a modeled not-found error (`client.exceptions.X`); SageMaker's Describe and Delete calls for
+    these resources model none and answer a ValidationException, so only its message tells."""
+    error = err.response.get("Error", {})
+    message = error.get("Message", "")
+    return error.get("Code") == "ValidationException" and any(p in message for p in SAGEMAKER_NOT_FOUND)
 
 
 def release_tag(stack: Stack, root: Path | None = None) -> str:

@@ -11,9 +11,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import ClientError
-
-from deploy.aws import DeployError, Run, is_not_found
+from deploy.aws import DeployError, Run
 
 if TYPE_CHECKING:
     import docker
@@ -93,21 +91,19 @@ def image_uri(run: Run, image: str) -> str:
 
 
 def _describe(run: Run, name: str) -> dict | None:
+    ecr = run.client("ecr")
     try:
-        return run.client("ecr").describe_repositories(repositoryNames=[name])["repositories"][0]
-    except ClientError as err:
-        if is_not_found(err):
-            return None
-        raise
+        return ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
+    except ecr.exceptions.RepositoryNotFoundException:
+        return None
 
 
 def _lifecycle(run: Run, name: str) -> dict | None:
+    ecr = run.client("ecr")
     try:
-        text = run.client("ecr").get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"]
-    except ClientError as err:
-        if is_not_found(err) or "LifecyclePolicyNotFound" in str(err):
-            return None
-        raise
+        text = ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"]
+    except (ecr.exceptions.RepositoryNotFoundException, ecr.exceptions.LifecyclePolicyNotFoundException):
+        return None
     return json.loads(text)
 
 
@@ -145,13 +141,12 @@ def login(run: Run) -> dict[str, str]:
 
 
 def _has_tag(run: Run, name: str, tag: str) -> bool:
+    ecr = run.client("ecr")
     try:
-        run.client("ecr").describe_images(repositoryName=name, imageIds=[{"imageTag": tag}])
+        ecr.describe_images(repositoryName=name, imageIds=[{"imageTag": tag}])
         return True
-    except ClientError as err:
-        if is_not_found(err) or "ImageNotFound" in str(err):
-            return False
-        raise
+    except (ecr.exceptions.RepositoryNotFoundException, ecr.exceptions.ImageNotFoundException):
+        return False
 
 
 def ensure_image(run: Run, image: str, publish: Publisher = build_and_push) -> str:
