@@ -35,9 +35,11 @@ SAGEMAKER_NOT_FOUND = ("Could not find", "does not exist", "Requested resource n
 
 
 def sagemaker_not_found(err: ClientError) -> bool:
-    """Whether SageMaker answered that the named resource does not exist. Every other service's calls
-    have a modeled not-found error (`client.exceptions.X`); SageMaker's Describe and Delete calls for
-    these resources model none and answer a ValidationException, so only its message tells."""
+    """Whether SageMaker answered that the named resource does not exist. Other services' calls have a
+    modeled not-found error (`client.exceptions.X`). SageMaker's Describe and Delete calls for endpoints,
+    endpoint configs and models model none, and DescribeTrainingJob, whose model lists ResourceNotFound,
+    answers "Requested resource not found." in a ValidationException all the same (aws/aws-sdk#165):
+    only the message of a ValidationException tells."""
     error = err.response.get("Error", {})
     message = error.get("Message", "")
     return error.get("Code") == "ValidationException" and any(p in message for p in SAGEMAKER_NOT_FOUND)

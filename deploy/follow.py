@@ -207,7 +207,7 @@ def job_kind(run: Run, name: str) -> str:
         try:
             getattr(sagemaker, describe)(**{parameter: name})
             return kind
-        except sagemaker.exceptions.ResourceNotFound:  # modeled for tuning jobs only
+        except sagemaker.exceptions.ResourceNotFound:  # the modeled answer; tuning jobs get it
             continue
         except ClientError as err:
             if not sagemaker_not_found(err):

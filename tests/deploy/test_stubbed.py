@@ -8,7 +8,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from deploy import dashboard, ecr, endpoint, function, model, topics
+from deploy import dashboard, ecr, endpoint, follow, function, model, topics
 from deploy.aws import DeployError, Run
 from deploy.stack import parse
 from tests.deploy.conftest import example_doc
@@ -203,3 +203,25 @@ def test_only_the_services_own_not_found_answer_counts_as_absent(run, stub, serv
     with pytest.raises(ClientError) as err:
         check(run)
     assert err.value.response["Error"]["Code"] == code
+
+
+def test_a_job_name_is_looked_up_through_each_way_sagemaker_says_not_found(run, stub):
+    sagemaker = stub("sagemaker")
+    # AWS's answer for a training job (moto's differs), the modeled one, moto's and AWS's for the rest.
+    sagemaker.add_client_error(
+        "describe_training_job", "ValidationException", "Requested resource not found."
+    )
+    sagemaker.add_client_error(
+        "describe_hyper_parameter_tuning_job", "ResourceNotFound", "Amazon SageMaker can't find"
+    )
+    sagemaker.add_client_error(
+        "describe_transform_job", "ValidationException", "Could not find job 'kennel-x'."
+    )
+    with pytest.raises(DeployError, match="no training, tuning or transform job named kennel-x"):
+        follow.job_kind(run, "kennel-x")
+
+
+def test_a_refused_lookup_is_not_a_missing_job(run, stub):
+    stub("sagemaker").add_client_error("describe_training_job", "AccessDeniedException", "not authorized")
+    with pytest.raises(ClientError, match="not authorized"):
+        follow.job_kind(run, "kennel-x")
