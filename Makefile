@@ -36,7 +36,7 @@ setup:
 	scripts/setup.sh
 
 build: setup
-	$(PY) -m deploy.images build
+	$(PY) -m images build
 
 lint: setup
 	$(PY) -m ruff check .

@@ -69,7 +69,7 @@ def serving(seconds: float) -> dict[str, Any]:
     import photos
     import serve
 
-    from deploy import images
+    import images
 
     client = docker.from_env()
     tag = f"kennel-serve:gpu-{os.environ.get('KENNEL_TAG', 'local')}"

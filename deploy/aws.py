@@ -1,19 +1,22 @@
-"""What every resource module shares: clients, the error type, and the record of what a run changes.
+"""What every resource module shares: clients, the error type, the record of what a run changes, and
+the release tag of the images it deploys.
 
 boto3 honours AWS_ENDPOINT_URL, AWS_PROFILE and the rest of its environment, so nothing here knows
 whether it talks to AWS or to an emulator.
 """
 
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from deploy.stack import Stack
+from deploy.stack import ROOT, Stack
 
 # Standard retry mode backs off on throttling; AWS_MAX_ATTEMPTS in the environment still applies.
 CLIENT_CONFIG = Config(retries={"mode": "standard"})
@@ -27,26 +30,39 @@ class DeployError(RuntimeError):
         self.reason = reason
 
 
-def error_code(err: ClientError) -> str:
-    return err.response.get("Error", {}).get("Code", "")
+# How SageMaker says that an endpoint, endpoint config, model, training or transform job does not exist.
+SAGEMAKER_NOT_FOUND = ("Could not find", "does not exist", "Requested resource not found")
 
 
-def is_not_found(err: ClientError) -> bool:
-    """Every service spells "it does not exist" its own way; SageMaker says it in a ValidationException."""
-    code = error_code(err)
-    message = err.response.get("Error", {}).get("Message", "")
-    if code == "ValidationException":
-        return "Could not find" in message or "does not exist" in message
-    return code in {
-        "ResourceNotFoundException",
-        "NoSuchEntity",
-        "NoSuchKey",
-        "NoSuchBucket",
-        "404",
-        "RepositoryNotFoundException",
-        "ObjectNotFoundException",
-        "ProvisionedConcurrencyConfigNotFoundException",
-    }
+def sagemaker_not_found(err: ClientError) -> bool:
+    """Whether SageMaker answered that the named resource does not exist. Other services' calls have a
+    modeled not-found error (`client.exceptions.X`). SageMaker's Describe and Delete calls for endpoints,
+    endpoint configs and models model none, and DescribeTrainingJob, whose model lists ResourceNotFound,
+    answers "Requested resource not found." in a ValidationException all the same (aws/aws-sdk#165):
+    only the message of a ValidationException tells."""
+    error = err.response.get("Error", {})
+    message = error.get("Message", "")
+    return error.get("Code") == "ValidationException" and any(p in message for p in SAGEMAKER_NOT_FOUND)
+
+
+def release_tag(stack: Stack, root: Path | None = None) -> str:
+    """The tag the images get in ECR: `images.tag` from the stack, else the git revision of a clean
+    containers/ tree. ECR tags are immutable, so a tag must name one build."""
+    if stack.images.tag:
+        return stack.images.tag
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root or ROOT, capture_output=True, text=True)
+        if done.returncode:
+            raise DeployError("images.tag is unset and the git revision is unknown", done.stderr.strip())
+        return done.stdout.strip()
+
+    revision = git("rev-parse", "--short=12", "HEAD")
+    if git("status", "--porcelain", "--", "containers"):
+        raise DeployError(
+            "containers/ has uncommitted changes: commit them (tags are immutable) or set images.tag"
+        )
+    return revision
 
 
 @dataclass(frozen=True)
@@ -82,6 +98,11 @@ class Run:
     @cached_property
     def account(self) -> str:
         return self.client("sts").get_caller_identity()["Account"]
+
+    @cached_property
+    def release_tag(self) -> str:
+        """The images' tag in ECR (`release_tag`), worked out once per run."""
+        return release_tag(self.stack)
 
     @property
     def partition(self) -> str:

@@ -1,35 +1,61 @@
-"""The `python -m deploy` command line: one sub-command per function registered with `@command`.
+"""The `python -m deploy` command line: every sub-command is one row of the table COMMANDS.
 
-A new command is one decorated function in any module imported at the bottom of this file.
+    python -m deploy --help
+    python -m deploy COMMAND --stack FILE [ARGUMENTS]
+
+A new command is a function `fn(args, run) -> exit status` whose docstring opens with how to run it (the
+docstring is its --help), and one row below naming it and the function that adds its own arguments.
+The command modules import what only one command needs (the Docker SDK, httpx) inside that command,
+so `--help`, `status` and `down` never load them.
 """
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from deploy import commands, loadtest
 from deploy.aws import DeployError, Run
 from deploy.stack import StackError, load
 
 Handler = Callable[[argparse.Namespace, Run], int]
-COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {}
+Arguments = Callable[[argparse.ArgumentParser], None]
 
 
-def command(name: str, arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None):
-    """Registers `fn(args, run) -> exit status` as `python -m deploy NAME`; its docstring is the help."""
+def no_arguments(parser: argparse.ArgumentParser) -> None:
+    """For commands that take nothing but --stack."""
 
-    def register(fn: Handler) -> Handler:
-        COMMANDS[name] = (fn.__doc__ or "", arguments, fn)
-        return fn
 
-    return register
+@dataclass(frozen=True)
+class Command:
+    handler: Handler
+    arguments: Arguments = no_arguments
+
+
+COMMANDS: dict[str, Command] = {
+    "plan": Command(commands.plan),
+    "up": Command(commands.up),
+    "down": Command(commands.down),
+    "status": Command(commands.status),
+    "invoke": Command(commands.invoke_image, commands.invoke_arguments),
+    "train": Command(commands.train, commands.job_arguments),
+    "tune": Command(commands.tune, commands.tune_arguments),
+    "data": Command(commands.data_push, commands.data_arguments),
+    "follow": Command(commands.follow_job, commands.job_name_argument),
+    "stop": Command(commands.stop_job, commands.job_name_argument),
+    "trials": Command(commands.show_trials, commands.tuning_job_argument),
+    "promote": Command(commands.promote, commands.tuning_job_argument),
+    "transform": Command(commands.batch_transform, commands.transform_arguments),
+    "loadtest": Command(loadtest.loadtest, loadtest.arguments),
+}
 
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m deploy", description=__doc__.splitlines()[0])
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (doc, arguments, _) in COMMANDS.items():
+    for name, command in COMMANDS.items():
+        doc = command.handler.__doc__ or ""
         cmd = sub.add_parser(
             name,
             help=doc.splitlines()[0],
@@ -37,24 +63,15 @@ def parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         cmd.add_argument("--stack", required=True, type=Path, metavar="FILE", help="the stack file (TOML)")
-        arguments(cmd)
+        command.arguments(cmd)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    _, _, handler = COMMANDS[args.command]
     try:
         run = Run(load(args.stack), dry_run=args.command == "plan")
-        return handler(args, run)
+        return COMMANDS[args.command].handler(args, run)
     except (StackError, DeployError) as err:
         print(f"deploy {args.command}: {err}", file=sys.stderr)
         return 2 if isinstance(err, StackError) else 1
-
-
-def print_json(value: object) -> None:
-    print(json.dumps(value, indent=2) if not isinstance(value, str) else value)
-
-
-# Modules that register commands.
-from deploy import commands, loadtest  # noqa: E402, F401

@@ -1,16 +1,15 @@
-"""The commands of `python -m deploy`; each docstring opens with how to run it."""
+"""The commands of `python -m deploy` (deploy/cli.py lists them); each docstring opens with how to run it."""
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from deploy import data, follow, invoke, lifecycle, training, transform, trials
 from deploy.aws import Run
-from deploy.cli import command, print_json
 
 
-@command("plan")
 def plan(args: argparse.Namespace, run: Run) -> int:
     """python -m deploy plan --stack deploy/stack.example.toml
 
@@ -20,7 +19,6 @@ def plan(args: argparse.Namespace, run: Run) -> int:
     return 0
 
 
-@command("up")
 def up(args: argparse.Namespace, run: Run) -> int:
     """python -m deploy up --stack deploy/stack.example.toml
 
@@ -31,7 +29,6 @@ def up(args: argparse.Namespace, run: Run) -> int:
     return 0
 
 
-@command("down")
 def down(args: argparse.Namespace, run: Run) -> int:
     """python -m deploy down --stack deploy/stack.example.toml
 
@@ -42,7 +39,6 @@ def down(args: argparse.Namespace, run: Run) -> int:
     return 0
 
 
-@command("status")
 def status(args: argparse.Namespace, run: Run) -> int:
     """python -m deploy status --stack deploy/stack.example.toml
 
@@ -51,7 +47,11 @@ def status(args: argparse.Namespace, run: Run) -> int:
     return 0
 
 
-def _invoke_arguments(parser: argparse.ArgumentParser) -> None:
+def print_json(value: object) -> None:
+    print(json.dumps(value, indent=2) if not isinstance(value, str) else value)
+
+
+def invoke_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", type=Path, metavar="IMAGE_FILE", help="a JPEG or PNG file")
     parser.add_argument("--direct", action="store_true", help="call the endpoint, not the Lambda")
     parser.add_argument(
@@ -62,7 +62,6 @@ def _invoke_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@command("invoke", _invoke_arguments)
 def invoke_image(args: argparse.Namespace, run: Run) -> int:
     """python -m deploy invoke --stack deploy/stack.example.toml dog.jpg [--direct]
 
@@ -74,7 +73,7 @@ def invoke_image(args: argparse.Namespace, run: Run) -> int:
     return 0
 
 
-def _job_arguments(parser: argparse.ArgumentParser) -> None:
+def job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wait", action="store_true", help="follow the job and report how it ended")
     parser.add_argument(
         "--metric-definitions",
@@ -98,7 +97,6 @@ def _following(args: argparse.Namespace, name: str, fn: Callable[[], dict]) -> d
         return None
 
 
-@command("train", _job_arguments)
 def train(args: argparse.Namespace, run: Run) -> int:
     """python -m deploy train --stack deploy/stack.example.toml [--wait]
 
@@ -119,8 +117,8 @@ def train(args: argparse.Namespace, run: Run) -> int:
     return 0
 
 
-def _tune_arguments(parser: argparse.ArgumentParser) -> None:
-    _job_arguments(parser)
+def tune_arguments(parser: argparse.ArgumentParser) -> None:
+    job_arguments(parser)
     parser.add_argument(
         "--promote",
         action="store_true",
@@ -128,7 +126,6 @@ def _tune_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@command("tune", _tune_arguments)
 def tune(args: argparse.Namespace, run: Run) -> int:
     """python -m deploy tune --stack deploy/stack.example.toml [--wait] [--promote]
 
@@ -160,7 +157,7 @@ def _promote(args: argparse.Namespace, found: trials.Trials) -> None:
     )
 
 
-def _data_arguments(parser: argparse.ArgumentParser) -> None:
+def data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["push"], help="push: check, then upload what is not there yet")
     parser.add_argument("dir", type=Path, metavar="DIR", help="the folder with train/ valid/ test/")
     parser.add_argument(
@@ -168,7 +165,6 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@command("data", _data_arguments)
 def data_push(args: argparse.Namespace, run: Run) -> int:
     """python -m deploy data push --stack deploy/stack.example.toml ~/dogImages
 
@@ -181,11 +177,10 @@ def data_push(args: argparse.Namespace, run: Run) -> int:
     return 0
 
 
-def _job_name_argument(parser: argparse.ArgumentParser) -> None:
+def job_name_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("job", metavar="JOB", help="a training, tuning or transform job name")
 
 
-@command("follow", _job_name_argument)
 def follow_job(args: argparse.Namespace, run: Run) -> int:
     """python -m deploy follow --stack deploy/stack.example.toml JOB
 
@@ -194,7 +189,6 @@ def follow_job(args: argparse.Namespace, run: Run) -> int:
     return INTERRUPTED if _following(args, args.job, lambda: follow.follow(run, args.job)) is None else 0
 
 
-@command("stop", _job_name_argument)
 def stop_job(args: argparse.Namespace, run: Run) -> int:
     """python -m deploy stop --stack deploy/stack.example.toml JOB
 
@@ -208,11 +202,10 @@ def stop_job(args: argparse.Namespace, run: Run) -> int:
     return 0
 
 
-def _tuning_job_argument(parser: argparse.ArgumentParser) -> None:
+def tuning_job_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("tuning_job", metavar="TUNING_JOB", help="the tuning job's name")
 
 
-@command("trials", _tuning_job_argument)
 def show_trials(args: argparse.Namespace, run: Run) -> int:
     """python -m deploy trials --stack deploy/stack.example.toml TUNING_JOB
 
@@ -221,7 +214,6 @@ def show_trials(args: argparse.Namespace, run: Run) -> int:
     return 0
 
 
-@command("promote", _tuning_job_argument)
 def promote(args: argparse.Namespace, run: Run) -> int:
     """python -m deploy promote --stack deploy/stack.example.toml TUNING_JOB
 
@@ -231,7 +223,7 @@ def promote(args: argparse.Namespace, run: Run) -> int:
     return 0
 
 
-def _transform_arguments(parser: argparse.ArgumentParser) -> None:
+def transform_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "input", metavar="INPUT_PREFIX", help="s3:// URI or name under PREFIX/transform/input/"
     )
@@ -240,7 +232,6 @@ def _transform_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@command("transform", _transform_arguments)
 def batch_transform(args: argparse.Namespace, run: Run) -> int:
     """python -m deploy transform --stack deploy/stack.example.toml photos/ run1/
 

@@ -10,10 +10,8 @@ nothing. How to read it: docs/deploy.md.
 import json
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from deploy import alarms, function
-from deploy.aws import Run, is_not_found
+from deploy.aws import Run
 from deploy.stack import Stack
 
 PERIOD = 60
@@ -149,12 +147,12 @@ def body(run: Run) -> dict[str, Any]:
 
 
 def _current(run: Run) -> dict[str, Any] | None:
+    cloudwatch = run.client("cloudwatch")
     try:
-        stored = run.client("cloudwatch").get_dashboard(DashboardName=name(run.stack))
-    except ClientError as err:
-        if is_not_found(err) or err.response.get("Error", {}).get("Code") == "ResourceNotFound":
-            return None
-        raise
+        stored = cloudwatch.get_dashboard(DashboardName=name(run.stack))
+    # GetDashboard's DashboardNotFoundError has the code ResourceNotFound, which botocore maps to this class.
+    except cloudwatch.exceptions.ResourceNotFound:
+        return None
     return json.loads(stored["DashboardBody"])
 
 

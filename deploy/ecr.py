@@ -1,22 +1,20 @@
 """ECR repositories (scan on push, immutable tags, a lifecycle policy) and the images in them.
 
-Images are tagged by the git revision of containers/, so a tag names one build and never moves. With
-`images.registry` set, images go to that registry instead (a local one, for tests) and the pushed
-manifest is recorded in the ECR repository, so `describe_images` answers the same way in both cases.
+Images are tagged with the run's release tag (`Run.release_tag`: the git revision of containers/, or
+`images.tag`), so a tag names one build and never moves. `ensure_image` hands building and pushing to a
+publisher: by default the local image builder (images/), then `push`.
 """
 
 import base64
 import contextlib
 import json
-import subprocess
-import urllib.request
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from botocore.exceptions import ClientError
+from deploy.aws import DeployError, Run
 
-from deploy import images
-from deploy.aws import DeployError, Run, is_not_found
-from deploy.stack import ROOT
+if TYPE_CHECKING:
+    import docker
 
 IMAGES = ("serve", "train")
 # What `up` pushes: the training image is built and pushed by `train` and `tune`, when a job needs it.
@@ -42,61 +40,70 @@ LIFECYCLE_POLICY = {
         },
     ]
 }
-MANIFEST_TYPES = (
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-)
 # publish(image name, repository, tag, docker credentials) -> pushed manifest digest
 Publisher = Callable[[str, str, str, dict[str, str]], str]
 
 
 def build_and_push(image: str, repository: str, tag: str, auth: dict[str, str]) -> str:
-    return images.push(images.build(image).tag, repository, tag, auth)
+    """The default publisher: the local image builder's build of containers/IMAGE, pushed."""
+    import images  # the Docker SDK too: only `up`, `train` and `tune` load it, when they build
+
+    return push(images.build(image).tag, repository, tag, auth)
 
 
-def image_tag(run: Run) -> str:
-    """`images.tag` from the stack, else the git revision of a clean containers/ tree."""
-    if run.stack.images.tag:
-        return run.stack.images.tag
+class PushError(DeployError):
+    """A failed `docker push`, with the registry's own message."""
 
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
-        if done.returncode:
-            raise DeployError("images.tag is unset and the git revision is unknown", done.stderr.strip())
-        return done.stdout.strip()
 
-    revision = git("rev-parse", "--short=12", "HEAD")
-    if git("status", "--porcelain", "--", "containers"):
-        raise DeployError(
-            "containers/ has uncommitted changes: commit them (tags are immutable) or set images.tag"
-        )
-    return revision
+def push(
+    local_tag: str,
+    repository: str,
+    tag: str,
+    auth: dict[str, str],
+    client: "docker.DockerClient | None" = None,
+) -> str:
+    """Tags `local_tag` as repository:tag, pushes it with `auth` (username, password) and returns the
+    pushed manifest's digest. The extra local tag is removed afterwards."""
+    import docker
+
+    client = client or docker.from_env()
+    image = client.images.get(local_tag)
+    image.tag(repository, tag)
+    digest = ""
+    try:
+        for chunk in client.api.push(repository, tag, auth_config=auth, stream=True, decode=True):
+            if "error" in chunk:
+                raise PushError(f"pushing {repository}:{tag} failed: {chunk['error'].strip()}")
+            digest = chunk.get("aux", {}).get("Digest", digest)
+    finally:
+        client.images.remove(f"{repository}:{tag}", noprune=True)
+    if not digest:
+        raise PushError(f"pushing {repository}:{tag} reported no digest")
+    return digest
 
 
 def registry(run: Run) -> str:
-    return run.stack.images.registry or f"{run.account}.dkr.ecr.{run.stack.region}.amazonaws.com"
+    return f"{run.account}.dkr.ecr.{run.stack.region}.amazonaws.com"
 
 
 def image_uri(run: Run, image: str) -> str:
-    return f"{registry(run)}/{run.stack.repository(image)}:{image_tag(run)}"
+    return f"{registry(run)}/{run.stack.repository(image)}:{run.release_tag}"
 
 
 def _describe(run: Run, name: str) -> dict | None:
+    ecr = run.client("ecr")
     try:
-        return run.client("ecr").describe_repositories(repositoryNames=[name])["repositories"][0]
-    except ClientError as err:
-        if is_not_found(err):
-            return None
-        raise
+        return ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
+    except ecr.exceptions.RepositoryNotFoundException:
+        return None
 
 
 def _lifecycle(run: Run, name: str) -> dict | None:
+    ecr = run.client("ecr")
     try:
-        text = run.client("ecr").get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"]
-    except ClientError as err:
-        if is_not_found(err) or "LifecyclePolicyNotFound" in str(err):
-            return None
-        raise
+        text = ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"]
+    except (ecr.exceptions.RepositoryNotFoundException, ecr.exceptions.LifecyclePolicyNotFoundException):
+        return None
     return json.loads(text)
 
 
@@ -134,44 +141,25 @@ def login(run: Run) -> dict[str, str]:
 
 
 def _has_tag(run: Run, name: str, tag: str) -> bool:
+    ecr = run.client("ecr")
     try:
-        run.client("ecr").describe_images(repositoryName=name, imageIds=[{"imageTag": tag}])
+        ecr.describe_images(repositoryName=name, imageIds=[{"imageTag": tag}])
         return True
-    except ClientError as err:
-        if is_not_found(err) or "ImageNotFound" in str(err):
-            return False
-        raise
+    except (ecr.exceptions.RepositoryNotFoundException, ecr.exceptions.ImageNotFoundException):
+        return False
 
 
 def ensure_image(run: Run, image: str, publish: Publisher = build_and_push) -> str:
     """Builds and pushes the image unless its tag is already in the repository; returns its URI."""
-    name, tag = run.stack.repository(image), image_tag(run)
+    name, tag = run.stack.repository(image), run.release_tag
     uri = image_uri(run, image)
     if _has_tag(run, name, tag):
         run.apply("image", uri, "unchanged")
     elif run.apply("image", uri, "create", "build and push"):
         auth = login(run)
         repository = uri.rsplit(":", 1)[0]
-        digest = publish(image, repository, tag, auth)
-        if run.stack.images.registry:
-            _record(run, name, tag, repository, digest, auth)
+        publish(image, repository, tag, auth)
     return uri
-
-
-def _record(run: Run, name: str, tag: str, repository: str, digest: str, auth: dict[str, str]) -> None:
-    """Copies the manifest pushed to an overriding registry into the ECR repository's record."""
-    host, path = repository.split("/", 1)
-    scheme = "http" if host.startswith(("127.", "localhost")) else "https"
-    request = urllib.request.Request(f"{scheme}://{host}/v2/{path}/manifests/{digest}")
-    request.add_header("Accept", ", ".join(MANIFEST_TYPES))
-    token = base64.b64encode(f"{auth['username']}:{auth['password']}".encode()).decode()
-    request.add_header("Authorization", f"Basic {token}")
-    with urllib.request.urlopen(request, timeout=30) as response:
-        manifest = response.read().decode()
-        media_type = response.headers["Content-Type"]
-    run.client("ecr").put_image(
-        repositoryName=name, imageManifest=manifest, imageManifestMediaType=media_type, imageTag=tag
-    )
 
 
 def delete_repository(run: Run, image: str) -> None:

@@ -7,7 +7,7 @@ back and also ends InService, on the old config, so the status alone proves noth
 from botocore.exceptions import ClientError, WaiterError
 
 from deploy import endpoint_config
-from deploy.aws import DeployError, Run, is_not_found
+from deploy.aws import DeployError, Run, sagemaker_not_found
 
 BUSY = {"Creating", "Updating", "SystemUpdating", "RollingBack"}
 BLUE_GREEN = {
@@ -22,7 +22,7 @@ def describe(run: Run) -> dict | None:
     try:
         return run.client("sagemaker").describe_endpoint(EndpointName=run.stack.endpoint_name)
     except ClientError as err:
-        if is_not_found(err):
+        if sagemaker_not_found(err):
             return None
         raise
 
@@ -95,7 +95,7 @@ def delete_endpoint(run: Run) -> None:
     try:
         sagemaker.delete_endpoint(EndpointName=name)
     except ClientError as err:
-        if not is_not_found(err):
+        if not sagemaker_not_found(err):
             raise
     sagemaker.get_waiter("endpoint_deleted").wait(EndpointName=name, WaiterConfig=run.waiter_config(30))
 

@@ -9,7 +9,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from deploy import topics
-from deploy.aws import Run, is_not_found
+from deploy.aws import Run, sagemaker_not_found
 
 PREFIX = "config-"
 
@@ -63,7 +63,7 @@ def describe(run: Run, name: str) -> dict | None:
     try:
         return run.client("sagemaker").describe_endpoint_config(EndpointConfigName=name)
     except ClientError as err:
-        if is_not_found(err):
+        if sagemaker_not_found(err):
             return None
         raise
 
@@ -105,7 +105,7 @@ def delete_endpoint_configs(run: Run, keep: str | None = None) -> None:
             try:
                 sagemaker.delete_endpoint_config(EndpointConfigName=name)
             except ClientError as err:
-                if not is_not_found(err):
+                if not sagemaker_not_found(err):
                     raise
 
 

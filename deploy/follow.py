@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from deploy.aws import DeployError, Run, is_not_found
+from deploy.aws import DeployError, Run, sagemaker_not_found
 
 TERMINAL = {"Completed", "Failed", "Stopped"}
 # Seconds between polls while following (at most): log lines show up within this long.
@@ -49,10 +49,8 @@ class LogTail:
                 logGroupName=self.group, logStreamNamePrefix=self.prefix
             )
             streams = sorted(s["logStreamName"] for page in pages for s in page["logStreams"])
-        except ClientError as err:
-            if is_not_found(err):  # the job has not written anything yet
-                return []
-            raise
+        except logs.exceptions.ResourceNotFoundException:  # the job has not written anything yet
+            return []
         out = []
         for stream in streams:
             while True:
@@ -209,8 +207,10 @@ def job_kind(run: Run, name: str) -> str:
         try:
             getattr(sagemaker, describe)(**{parameter: name})
             return kind
+        except sagemaker.exceptions.ResourceNotFound:  # the modeled answer; tuning jobs get it
+            continue
         except ClientError as err:
-            if not is_not_found(err) and "ResourceNotFound" not in str(err):
+            if not sagemaker_not_found(err):
                 raise
     raise DeployError(f"no training, tuning or transform job named {name} in {run.stack.region}")
 

@@ -12,9 +12,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from botocore.exceptions import ClientError
-
-from deploy.aws import DeployError, Run, is_not_found
+from deploy.aws import DeployError, Run
 from deploy.stack import Stack
 
 ALIAS = "live"
@@ -99,13 +97,11 @@ def _same(live: dict, wanted: dict) -> bool:
 
 
 def get_configuration(run: Run, qualifier: str | None = None) -> dict | None:
-    extra = {"Qualifier": qualifier} if qualifier else {}
+    aws, extra = run.client("lambda"), {"Qualifier": qualifier} if qualifier else {}
     try:
-        return run.client("lambda").get_function_configuration(FunctionName=run.stack.function_name, **extra)
-    except ClientError as err:
-        if is_not_found(err):
-            return None
-        raise
+        return aws.get_function_configuration(FunctionName=run.stack.function_name, **extra)
+    except aws.exceptions.ResourceNotFoundException:
+        return None
 
 
 def ensure_function(run: Run, role_arn: str) -> None:
@@ -179,9 +175,10 @@ def ensure_provisioned(run: Run) -> None:
     label = f"{name}:{ALIAS}"
     try:
         current = aws.get_provisioned_concurrency_config(FunctionName=name, Qualifier=ALIAS)
-    except ClientError as err:
-        if not is_not_found(err):
-            raise
+    except (
+        aws.exceptions.ProvisionedConcurrencyConfigNotFoundException,
+        aws.exceptions.ResourceNotFoundException,
+    ):
         current = None
     if current and current["RequestedProvisionedConcurrentExecutions"] == wanted:
         run.apply("provisioned concurrency", label, "unchanged", f"{wanted}, {current['Status']}")
@@ -245,9 +242,7 @@ def _ensure_url(run: Run) -> None:
     aws, name = run.client("lambda"), run.stack.function_name
     try:
         current = aws.get_function_url_config(FunctionName=name, Qualifier=ALIAS)
-    except ClientError as err:
-        if not is_not_found(err):
-            raise
+    except aws.exceptions.ResourceNotFoundException:
         current = None
     label = f"{name}:{ALIAS}"
     cors = url_cors(run.stack)

@@ -9,10 +9,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from deploy import function
-from deploy.aws import DeployError, Run, is_not_found
+from deploy.aws import DeployError, Run
 
 
 def content_type(path: Path) -> str:
@@ -99,9 +97,8 @@ def via_async(run: Run, image: Path, wait_seconds: float = 900) -> Any:
 
 def _read_s3(run: Run, uri: str) -> bytes | None:
     bucket, key = uri.removeprefix("s3://").split("/", 1)
+    s3 = run.client("s3")
     try:
-        return run.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as err:
-        if is_not_found(err):
-            return None
-        raise
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None

@@ -34,11 +34,8 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
 
-import httpx
-
 from deploy import invoke
 from deploy.aws import DeployError, Run
-from deploy.cli import command
 
 Send = Callable[[], None]
 TARGET_KEY = "target_invocations_per_instance"
@@ -80,6 +77,8 @@ def target_value(max_rps: float, safety_factor: float) -> int:
 
 def http_sender(url: str, body: bytes, content_type: str, timeout_s: float) -> Send:
     """Posts to `url` and nowhere else: no redirects, no proxy from the environment."""
+    import httpx  # only --url needs it; the other commands never load it
+
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise DeployError(f"--url {url!r}: needs an http:// or https:// URL with a host")
@@ -303,7 +302,6 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="--write even a lower bound (no step failed)")
 
 
-@command("loadtest", arguments)
 def loadtest(args: argparse.Namespace, run: Run) -> int:
     """python -m deploy loadtest --stack STACK (--url URL | --endpoint | --lambda) --image JPEG --p99-ms MS
 

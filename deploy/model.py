@@ -7,7 +7,7 @@ import time
 
 from botocore.exceptions import ClientError
 
-from deploy.aws import Run, is_not_found
+from deploy.aws import Run, sagemaker_not_found
 
 PREFIX = "model-"
 
@@ -26,7 +26,7 @@ def ensure_model(run: Run, image_uri: str, model_data_url: str, role_arn: str) -
         run.apply("sagemaker model", name, "unchanged")
         return name
     except ClientError as err:
-        if not is_not_found(err):
+        if not sagemaker_not_found(err):
             raise
     if run.apply("sagemaker model", name, "create", f"{image_uri} + {model_data_url}"):
         # A role created moments ago may not be assumable yet: IAM is eventually consistent.
@@ -41,7 +41,7 @@ def ensure_model(run: Run, image_uri: str, model_data_url: str, role_arn: str) -
                 )
                 break
             except ClientError as err:
-                if "assume" not in str(err).lower() or attempt == 5:
+                if not _role_not_assumable_yet(err) or attempt == 5:
                     raise
                 time.sleep(run.poll_seconds / 3)
     return name
@@ -57,8 +57,15 @@ def delete_models(run: Run, keep: str | None = None) -> None:
             try:
                 sagemaker.delete_model(ModelName=name)
             except ClientError as err:
-                if not is_not_found(err):
+                if not sagemaker_not_found(err):
                     raise
+
+
+def _role_not_assumable_yet(err: ClientError) -> bool:
+    """CreateModel models no error for a role IAM has not spread yet: a ValidationException that says
+    the role could not be assumed, the only sign to wait on."""
+    error = err.response.get("Error", {})
+    return error.get("Code") == "ValidationException" and "assume" in error.get("Message", "").lower()
 
 
 def environment(run: Run) -> dict[str, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from deploy.aws import DeployError, Run, is_not_found
+from deploy.aws import DeployError, Run
 
 
 def ensure_bucket(run: Run) -> None:
@@ -21,7 +21,7 @@ def ensure_bucket(run: Run) -> None:
         run.apply("s3 bucket", bucket, "unchanged")
         return
     except ClientError as err:
-        if not is_not_found(err):
+        if not _head_not_found(err):
             raise
     if not run.apply("s3 bucket", bucket, "create"):
         return
@@ -37,6 +37,12 @@ def ensure_bucket(run: Run) -> None:
         },
     )
     s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": run.tag_list()})
+
+
+def _head_not_found(err: ClientError) -> bool:
+    """A HEAD answer has no body, so S3 cannot send the modeled NoSuchBucket or NoSuchKey: only the
+    status, which botocore reports as the code "404"."""
+    return err.response.get("Error", {}).get("Code") == "404"
 
 
 def archive(model_dir: Path) -> bytes:
@@ -71,7 +77,7 @@ def ensure_model_data(run: Run) -> str:
         s3.head_object(Bucket=stack.bucket, Key=key)
         run.apply("s3 model archive", key, "unchanged")
     except ClientError as err:
-        if not is_not_found(err):
+        if not _head_not_found(err):
             raise
         if run.apply("s3 model archive", key, "create", f"{len(data) / 1e6:.1f} MB from {stack.model.dir}"):
             s3.put_object(Bucket=stack.bucket, Key=key, Body=data, Tagging="project=kennel")
@@ -98,10 +104,8 @@ def delete_model_data(run: Run) -> None:
             Bucket=stack.bucket, Prefix=f"{stack.prefix}/models/"
         )
         keys = [obj["Key"] for page in pages for obj in page.get("Contents", [])]
-    except ClientError as err:
-        if is_not_found(err):
-            return
-        raise
+    except s3.exceptions.NoSuchBucket:
+        return
     for key in keys:
         if run.apply("s3 model archive", key, "delete"):
             s3.delete_object(Bucket=stack.bucket, Key=key)

@@ -16,7 +16,6 @@ NAME = re.compile(r"^[a-z][a-z0-9-]{1,19}$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 PREFIX = re.compile(r"^[a-z0-9][a-z0-9/_-]*[a-z0-9]$")
-REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(:\d+)?$")
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 CHANNEL = re.compile(r"^[A-Za-z0-9\.\-_]+$")
 
@@ -27,7 +26,6 @@ class StackError(ValueError):
 
 @dataclass(frozen=True)
 class Images:
-    registry: str | None
     tag: str | None
 
 
@@ -213,7 +211,6 @@ def parse(doc: dict[str, Any], base: Path, path: Path | None = None) -> Stack:
         prefix=s3.string("prefix", pattern=PREFIX),
         tags=tags.string_map() if tags.present else {},
         images=Images(
-            registry=images.string("registry", required=False, pattern=REGISTRY),
             tag=images.string("tag", required=False, pattern=TAG),
         ),
         model=Model(

@@ -2,9 +2,7 @@
 success_topic and error_topic). `up` creates the ones the stack asks for and removes the others; `down`
 removes both. Subscribe to them yourself (email, SQS, a Lambda): subscriptions are not Kennel's to own."""
 
-from botocore.exceptions import ClientError
-
-from deploy.aws import Run, is_not_found
+from deploy.aws import Run
 from deploy.stack import Stack
 
 
@@ -36,13 +34,12 @@ def wanted(stack: Stack) -> list[str]:
 
 
 def exists(run: Run, name: str) -> bool:
+    sns = run.client("sns")
     try:
-        run.client("sns").get_topic_attributes(TopicArn=topic_arn(run, name))
+        sns.get_topic_attributes(TopicArn=topic_arn(run, name))
         return True
-    except ClientError as err:
-        if is_not_found(err) or "NotFound" in err.response.get("Error", {}).get("Code", ""):
-            return False
-        raise
+    except sns.exceptions.NotFoundException:
+        return False
 
 
 def ensure_topics(run: Run) -> None:

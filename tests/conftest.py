@@ -1,5 +1,5 @@
-"""Shared fixtures. Container tests build the images once per session through deploy.images, the same
-code `make build` runs, so a test always exercises the current Dockerfiles and sources."""
+"""Shared fixtures. Container tests build the images once per session through the local image builder
+(images/), the same code `make build` runs, so a test always exercises the current Dockerfiles and sources."""
 
 import contextlib
 import socket
@@ -10,7 +10,7 @@ import docker
 import httpx
 import pytest
 
-from deploy import images
+import images
 
 
 @pytest.fixture(scope="session")

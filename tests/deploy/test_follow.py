@@ -120,7 +120,10 @@ def test_train_wait_shows_status_changes_spot_restarts_log_lines_and_metrics(
     assert len(seen) == len(SCRIPT)
     # the job is the one moto holds, with the image `train` pushed first
     described = boto3.client("sagemaker").describe_training_job(TrainingJobName=name)
-    assert described["AlgorithmSpecification"]["TrainingImage"].endswith("/kennel-train:test1")
+    assert (
+        described["AlgorithmSpecification"]["TrainingImage"]
+        == "123456789012.dkr.ecr.us-east-1.amazonaws.com/kennel-train:test1"
+    )
 
 
 def test_a_failed_job_ends_with_its_failure_reason(stack_file, metrics, session, capsys):

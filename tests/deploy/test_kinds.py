@@ -282,7 +282,8 @@ def test_switching_realtime_to_async_plans_a_blue_green_update_and_clears_the_pr
     assert ("scaling policy", "kennel-wake-on-backlog", "create") in changed
     assert ("sns topic", "kennel-async-success", "create") in changed
     assert ("iam role", "kennel-lambda-proxy", "delete") in changed
-    assert any(kind.startswith("lambda") and action == "delete" for kind, _, action in changed)
+    assert ("lambda function", "kennel-proxy", "delete") in changed
+    assert ("log group", "/aws/lambda/kennel-proxy", "delete") in changed
     (update,) = [c for c in planned.changes if c.kind == "endpoint"]
     assert update.detail.startswith("blue/green kennel-config-")
 

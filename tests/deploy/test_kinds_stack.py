@@ -200,7 +200,8 @@ def test_async_policies_pass_parliament_and_grant_no_wildcards(tmp_path):
     for name, _, policy in iam.roles(run):
         assert analyze_policy_string(json.dumps(policy)).findings == [], name
         community = analyze_policy_string(json.dumps(policy), include_community_auditors=True).findings
-        assert {f.issue for f in community} <= {"CREDENTIALS_EXPOSURE"}, name
+        token = "ecr:GetAuthorizationToken" in json.dumps(policy)
+        assert {f.issue for f in community} == ({"CREDENTIALS_EXPOSURE"} if token else set()), name
         for statement in policy["Statement"]:
             assert not any("*" in action for action in statement["Action"]), statement
             if "*" in statement["Resource"]:

@@ -1,5 +1,6 @@
 """plan, up, down and status against moto over HTTP, read back through the AWS APIs."""
 
+import base64
 import gzip
 import io
 import json
@@ -179,15 +180,26 @@ def test_cli_plan_and_status(stack_file, capsys):
     assert "endpoint kennel-endpoint: absent" in capsys.readouterr().out
 
 
-def test_invoke_goes_through_the_live_alias(make_run, stack_file, tmp_path, capsys):
+def test_invoke_goes_through_the_live_alias(make_run, stack_file, tmp_path, capsys, session):
     lifecycle.up(make_run(), publish=record_in_ecr)
     image = tmp_path / "dog.jpg"
     image.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    called: list[tuple[str, str]] = []
+    session.events.register(
+        "before-parameter-build.lambda.Invoke",
+        lambda params, **kw: called.append((params["FunctionName"], params.get("Qualifier"))),
+    )
     assert cli.main(["invoke", "--stack", str(stack_file), str(image)]) == 0
-    event = json.loads(capsys.readouterr().out)
-    # moto's in-process Lambda echoes the event it was given
-    assert event["headers"]["content-type"] == "image/jpeg"
-    assert event["isBase64Encoded"] is True
+    assert called == [("kennel-proxy", "live")]
+    # moto's in-process Lambda echoes the event it was given: a function URL request carrying the image.
+    assert json.loads(capsys.readouterr().out) == {
+        "version": "2.0",
+        "rawPath": "/invocations",
+        "headers": {"content-type": "image/jpeg", "accept": "application/json"},
+        "requestContext": {"http": {"method": "POST", "path": "/invocations"}},
+        "body": base64.b64encode(image.read_bytes()).decode(),
+        "isBase64Encoded": True,
+    }
 
 
 def test_invoke_direct_reads_the_endpoint_answer(make_run, stack_file, tmp_path, capsys, aws):

@@ -1,6 +1,8 @@
-"""A real push: Debian's docker-registry on a free loopback port with htpasswd auth, logged in with
-the credentials decoded from ECR's authorization token, then the image pulled back."""
+"""A real push: Debian's docker-registry on a free loopback port with htpasswd auth stands in for ECR's
+registry, logged in with the credentials decoded from ECR's authorization token, then the image pulled
+back. The publisher that sends images there instead of to ECR is the tests' own (`to_local_registry`)."""
 
+import base64
 import io
 import json
 import os
@@ -17,12 +19,38 @@ import boto3
 import docker
 import pytest
 
-from deploy import ecr, images
+from deploy import ecr, lifecycle
 from deploy.aws import Run
 from deploy.stack import load
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.container
+MANIFEST_TYPES = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+)
+
+
+def to_local_registry(registry: str, local_tag: str, client: docker.DockerClient) -> ecr.Publisher:
+    """A publisher for `ecr.ensure_image` that pushes `local_tag` to the same repository path on
+    `registry` with the ECR login it is given, then records the pushed manifest in (moto's) ECR
+    repository, so that ECR answers as it would after a push to ECR itself."""
+
+    def publish(image: str, repository: str, tag: str, auth: dict[str, str]) -> str:
+        path = repository.split("/", 1)[1]
+        digest = ecr.push(local_tag, f"{registry}/{path}", tag, auth, client=client)
+        request = urllib.request.Request(f"http://{registry}/v2/{path}/manifests/{digest}")
+        request.add_header("Accept", ", ".join(MANIFEST_TYPES))
+        login = base64.b64encode(f"{auth['username']}:{auth['password']}".encode()).decode()
+        request.add_header("Authorization", f"Basic {login}")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            manifest, media_type = response.read().decode(), response.headers["Content-Type"]
+        boto3.client("ecr").put_image(
+            repositoryName=path, imageManifest=manifest, imageManifestMediaType=media_type, imageTag=tag
+        )
+        return digest
+
+    return publish
 
 
 @pytest.fixture
@@ -86,42 +114,40 @@ def registry(tmp_path, make_run) -> Iterator[str]:
     process.wait(timeout=10)
 
 
-def test_push_with_ecr_login_records_in_ecr_and_pulls_back(
+def test_up_publishes_through_the_tests_publisher_and_the_image_pulls_back(
     registry, tiny_image, docker_client, stack_doc, write_stack
 ):
-    stack_doc["images"]["registry"] = registry
-    stack_doc["images"]["tag"] = uuid.uuid4().hex[:12]
-    run = Run(load(write_stack(stack_doc)), say=lambda line: None)
-    ecr.ensure_repository(run, "serve")
-    pushed = {}
+    tag = stack_doc["images"]["tag"] = uuid.uuid4().hex[:12]
+    stack = load(write_stack(stack_doc))
+    publish = to_local_registry(registry, tiny_image, docker_client)
 
-    def publish(image: str, repository: str, tag: str, auth: dict[str, str]) -> str:
-        pushed["digest"] = images.push(tiny_image, repository, tag, auth, client=docker_client)
-        return pushed["digest"]
-
-    uri = ecr.ensure_image(run, "serve", publish)
-    assert uri == f"{registry}/kennel-serve:{stack_doc['images']['tag']}"
-    tag = stack_doc["images"]["tag"]
+    run = lifecycle.up(Run(stack, poll_seconds=0, say=lambda line: None), publish=publish)
+    uri = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/kennel-serve:{tag}"
+    assert ("image", uri, "create") in [(c.kind, c.name, c.action) for c in run.changes]
+    sagemaker = boto3.client("sagemaker")
+    model = sagemaker.describe_model(ModelName=sagemaker.list_models()["Models"][0]["ModelName"])
+    assert model["PrimaryContainer"]["Image"] == uri
     got = boto3.client("ecr").batch_get_image(repositoryName="kennel-serve", imageIds=[{"imageTag": tag}])
     manifest = json.loads(got["images"][0]["imageManifest"])
     assert manifest["config"]["digest"] == docker_client.images.get(tiny_image).id
-    assert pushed["digest"].startswith("sha256:")
-    # Same tag again: already there, so nothing is built or pushed.
-    assert ecr.ensure_image(run, "serve", publish=None) == uri
 
-    auth = ecr.login(run)
-    pulled = docker_client.images.pull(
-        uri.rsplit(":", 1)[0], tag=stack_doc["images"]["tag"], auth_config=auth
-    )
+    # Same tag again: already in the repository, so nothing is built or pushed.
+    def refuse(*args: object) -> str:
+        pytest.fail(f"published again: {args[:3]}")
+
+    again = lifecycle.up(Run(stack, poll_seconds=0, say=lambda line: None), publish=refuse)
+    assert again.changed() == []
+
+    pulled = docker_client.images.pull(f"{registry}/kennel-serve", tag=tag, auth_config=ecr.login(run))
     try:
         assert pulled.id == docker_client.images.get(tiny_image).id
     finally:
-        docker_client.images.remove(uri, force=True)
+        docker_client.images.remove(f"{registry}/kennel-serve:{tag}", force=True)
 
 
 def test_push_without_the_tokens_password_is_refused(registry, tiny_image, docker_client):
-    with pytest.raises(images.PushError):
-        images.push(
+    with pytest.raises(ecr.PushError):
+        ecr.push(
             tiny_image,
             f"{registry}/kennel-serve",
             "refused",

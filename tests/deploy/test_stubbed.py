@@ -5,9 +5,10 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from deploy import endpoint, function
+from deploy import dashboard, ecr, endpoint, follow, function, model, topics
 from deploy.aws import DeployError, Run
 from deploy.stack import parse
 from tests.deploy.conftest import example_doc
@@ -153,3 +154,74 @@ def test_failed_provisioned_concurrency_reports_lambdas_reason(run, stub):
         function.ensure_provisioned(run)
     assert err.value.reason == reason
     assert [(c.action, c.detail) for c in run.changes] == [("update", "2")]
+
+
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/kennel-serve:v1"
+DATA = "s3://kennel-example-data/kennel/models/0123456789abcdef/model.tar.gz"
+ROLE = "arn:aws:iam::123456789012:role/kennel-sagemaker-hosting"
+
+
+def test_a_role_iam_has_not_spread_yet_is_waited_for_then_the_model_is_made(run, stub):
+    sagemaker = stub("sagemaker")
+    name = model.model_name(run, IMAGE, DATA, ROLE)
+    sagemaker.add_client_error("describe_model", "ValidationException", f"Could not find model '{name}'.")
+    sagemaker.add_client_error("create_model", "ValidationException", f"Could not assume role {ROLE}.")
+    sagemaker.add_response(
+        "create_model", {"ModelArn": f"arn:aws:sagemaker:us-east-1:123456789012:model/{name}"}
+    )
+    assert model.ensure_model(run, IMAGE, DATA, ROLE) == name
+    assert [(c.kind, c.action) for c in run.changes] == [("sagemaker model", "create")]
+
+
+def test_another_create_model_error_is_not_retried(run, stub):
+    sagemaker = stub("sagemaker")
+    name = model.model_name(run, IMAGE, DATA, ROLE)
+    sagemaker.add_client_error("describe_model", "ValidationException", f"Could not find model '{name}'.")
+    sagemaker.add_client_error("create_model", "ValidationException", "Requested image not found.")
+    with pytest.raises(ClientError, match="Requested image not found"):
+        model.ensure_model(run, IMAGE, DATA, ROLE)
+
+
+@pytest.mark.parametrize(
+    ("service", "method", "code", "check"),
+    [
+        ("sagemaker", "describe_endpoint", "ValidationException", endpoint.describe),
+        (
+            "ecr",
+            "describe_repositories",
+            "ThrottlingException",
+            lambda run: ecr.delete_repository(run, "serve"),
+        ),
+        ("lambda", "get_function_configuration", "TooManyRequestsException", function.get_configuration),
+        ("cloudwatch", "get_dashboard", "InvalidParameterValue", dashboard.delete_dashboard),
+        ("sns", "get_topic_attributes", "AuthorizationError", lambda run: topics.exists(run, "kennel-x")),
+    ],
+)
+def test_only_the_services_own_not_found_answer_counts_as_absent(run, stub, service, method, code, check):
+    """A throttle, a refusal or a bad parameter is an error, never "it does not exist"."""
+    stub(service).add_client_error(method, code, "1 validation error detected: Value at 'name' failed")
+    with pytest.raises(ClientError) as err:
+        check(run)
+    assert err.value.response["Error"]["Code"] == code
+
+
+def test_a_job_name_is_looked_up_through_each_way_sagemaker_says_not_found(run, stub):
+    sagemaker = stub("sagemaker")
+    # AWS's answer for a training job (moto's differs), the modeled one, moto's and AWS's for the rest.
+    sagemaker.add_client_error(
+        "describe_training_job", "ValidationException", "Requested resource not found."
+    )
+    sagemaker.add_client_error(
+        "describe_hyper_parameter_tuning_job", "ResourceNotFound", "Amazon SageMaker can't find"
+    )
+    sagemaker.add_client_error(
+        "describe_transform_job", "ValidationException", "Could not find job 'kennel-x'."
+    )
+    with pytest.raises(DeployError, match="no training, tuning or transform job named kennel-x"):
+        follow.job_kind(run, "kennel-x")
+
+
+def test_a_refused_lookup_is_not_a_missing_job(run, stub):
+    stub("sagemaker").add_client_error("describe_training_job", "AccessDeniedException", "not authorized")
+    with pytest.raises(ClientError, match="not authorized"):
+        follow.job_kind(run, "kennel-x")

@@ -1,6 +1,7 @@
 """train and tune against moto: the requests SageMaker receives, read back through describe calls."""
 
 import json
+import re
 
 import boto3
 import pytest
@@ -24,7 +25,10 @@ def test_train_starts_a_spot_job_with_checkpoints_and_waits(stack_file, metrics,
     out = capsys.readouterr().out
     name = out.split("started ", 1)[1].split()[0]
     job = boto3.client("sagemaker").describe_training_job(TrainingJobName=name)
-    assert job["AlgorithmSpecification"]["TrainingImage"].endswith("/kennel-train:test1")
+    assert (
+        job["AlgorithmSpecification"]["TrainingImage"]
+        == "123456789012.dkr.ecr.us-east-1.amazonaws.com/kennel-train:test1"
+    )
     assert job["RoleArn"] == "arn:aws:iam::123456789012:role/kennel-sagemaker-training"
     assert job["HyperParameters"] == {"epochs": "10", "lr": "0.001", "batch_size": "64"}
     channel = job["InputDataConfig"][0]
@@ -57,7 +61,7 @@ def test_tune_searches_lr_on_a_log_scale_and_batch_size_as_categories(stack_file
         cli.main(["tune", "--stack", str(stack_file), "--metric-definitions", str(METRIC_DEFINITIONS)]) == 0
     )
     name = capsys.readouterr().out.split("started ", 1)[1].split()[0]
-    assert len(name) <= 32
+    assert re.fullmatch(r"kennel-t\d{10}", name)  # tuning job names may have 32 characters at most
     job = boto3.client("sagemaker").describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
     config = job["HyperParameterTuningJobConfig"]
     assert config["HyperParameterTuningJobObjective"] == {
@@ -74,8 +78,10 @@ def test_tune_searches_lr_on_a_log_scale_and_batch_size_as_categories(stack_file
     definition = job["TrainingJobDefinition"]
     assert definition["StaticHyperParameters"] == {"epochs": "10"}
     assert definition["EnableManagedSpotTraining"] is True
-    names = {d["Name"] for d in definition["AlgorithmSpecification"]["MetricDefinitions"]}
-    assert "validation:accuracy" in names
+    # Every metric the training image logs, the objective among them, exactly as the image ships them.
+    shipped = json.loads(METRIC_DEFINITIONS.read_text())
+    assert definition["AlgorithmSpecification"]["MetricDefinitions"] == shipped
+    assert "validation:accuracy" in {d["Name"] for d in shipped}
 
 
 def test_missing_metric_definitions_is_a_clear_error(stack_file, tmp_path, capsys):

@@ -1,12 +1,14 @@
-"""Build Kennel's images with the Docker SDK and report what the layer cache saved.
+"""The local image builder: Kennel's images from containers/ (and lambda/) with the Docker SDK, tagged
+kennel-NAME:TAG (`local_tag`), with what the layer cache saved.
 
-python -m deploy.images build            # train, serve and proxy; BASE_IMAGE from scripts/setup.sh
-python -m deploy.images build serve      # one of them
+    python -m images build            # train, serve and proxy; BASE_IMAGE from scripts/setup.sh
+    python -m images build serve      # one of them
+    KENNEL_TAG=mine python -m images build serve      # tagged kennel-serve:mine
+
+`make build`, the container tests and `python -m deploy up` (before it pushes to ECR) build through here.
 """
 
-import argparse
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +50,8 @@ class BuiltImage:
         )
 
 
-def image_tag(name: str) -> str:
+def local_tag(name: str) -> str:
+    """The image's tag on this machine: kennel-NAME:local, or kennel-NAME:$KENNEL_TAG."""
     return f"kennel-{name}:{os.environ.get('KENNEL_TAG', 'local')}"
 
 
@@ -66,7 +69,7 @@ def build(
     """Builds containers/NAME as kennel-NAME:TAG; `progress` receives each build step's line."""
     client = client or docker.from_env()
     base = base or base_image()
-    tag = image_tag(name)
+    tag = local_tag(name)
     started = time.monotonic()
     steps = cached = 0
     seen_from = False
@@ -101,52 +104,3 @@ def build(
         base_image=base,
         base_size_bytes=client.images.get(base).attrs["Size"],
     )
-
-
-class PushError(RuntimeError):
-    """A failed `docker push`, with the registry's own message."""
-
-
-def push(
-    local_tag: str, repository: str, tag: str, auth: dict[str, str], client: docker.DockerClient | None = None
-) -> str:
-    """Tags `local_tag` as repository:tag, pushes it with `auth` (username, password) and returns the
-    pushed manifest's digest. The extra local tag is removed afterwards."""
-    client = client or docker.from_env()
-    image = client.images.get(local_tag)
-    image.tag(repository, tag)
-    digest = ""
-    try:
-        for chunk in client.api.push(repository, tag, auth_config=auth, stream=True, decode=True):
-            if "error" in chunk:
-                raise PushError(f"pushing {repository}:{tag} failed: {chunk['error'].strip()}")
-            digest = chunk.get("aux", {}).get("Digest", digest)
-    finally:
-        client.images.remove(f"{repository}:{tag}", noprune=True)
-    if not digest:
-        raise PushError(f"pushing {repository}:{tag} reported no digest")
-    return digest
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.images", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    cmd = sub.add_parser("build", help="build the images from containers/")
-    cmd.add_argument("names", nargs="*", metavar="NAME", help="train, serve and/or proxy (default: all)")
-    args = parser.parse_args(argv)
-    unknown = set(args.names) - set(CONTEXTS)
-    if unknown:
-        parser.error(f"unknown image {', '.join(sorted(unknown))}; choose from {', '.join(CONTEXTS)}")
-    for name in args.names or list(CONTEXTS):
-        print(f"images: building {image_tag(name)} from containers/{name} ...", flush=True)
-        try:
-            built = build(name, progress=lambda step: print(f"images:   {step[:110]}", flush=True))
-            print("images: " + built.summary(), flush=True)
-        except BuildError as err:
-            print(f"images: {err}", file=sys.stderr)
-            return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
