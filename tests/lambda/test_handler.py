@@ -7,6 +7,7 @@ import boto3
 import proxy
 import pytest
 from botocore.stub import Stubber
+from settings import Settings
 
 from .conftest import ENDPOINT, REGION
 
@@ -138,7 +139,9 @@ def test_bad_input_is_refused_before_the_endpoint(
 
 
 def test_oversized_images_are_413_in_every_encoding(no_endpoint, events, context, monkeypatch):
-    monkeypatch.setattr(proxy, "SETTINGS", proxy.Settings(endpoint_name=ENDPOINT, max_image_bytes=1000))
+    monkeypatch.setattr(
+        proxy, "SETTINGS", Settings.from_env({"SAGEMAKER_ENDPOINT_NAME": ENDPOINT}, max_image_bytes=1000)
+    )
     big = bytes(1001)
     encoded = base64.b64encode(big).decode()
 
@@ -181,7 +184,9 @@ def test_url_bodies_are_refused_when_no_host_is_allowed(no_endpoint, context):
 
 
 def test_cors_headers_follow_the_allowed_origins(moto, events, context, monkeypatch):
-    settings = proxy.Settings(endpoint_name=ENDPOINT, cors_allow_origins=frozenset({"https://app.example"}))
+    settings = Settings.from_env(
+        {"SAGEMAKER_ENDPOINT_NAME": ENDPOINT}, cors_allow_origins=frozenset({"https://app.example"})
+    )
     monkeypatch.setattr(proxy, "SETTINGS", settings)
     moto.queue_results(PREDICTIONS)
     headers = {"content-type": "image/jpeg", "origin": "https://app.example"}

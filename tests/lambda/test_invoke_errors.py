@@ -9,6 +9,8 @@ import boto3
 import proxy
 import pytest
 from botocore.stub import Stubber
+from endpoint import runtime_client
+from settings import Settings
 
 from .conftest import ENDPOINT, REGION
 
@@ -164,7 +166,7 @@ def runtime_at(url: str, monkeypatch: pytest.MonkeyPatch, **settings) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setattr(
-        proxy, "RUNTIME", proxy.runtime_client(proxy.Settings(endpoint_name=ENDPOINT, **settings))
+        proxy, "RUNTIME", runtime_client(Settings.from_env({"SAGEMAKER_ENDPOINT_NAME": ENDPOINT}, **settings))
     )
 
 
@@ -194,6 +196,6 @@ def test_retry_mode_and_attempts_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     env = {"SAGEMAKER_ENDPOINT_NAME": ENDPOINT, "KENNEL_RETRY_MODE": "adaptive", "KENNEL_MAX_ATTEMPTS": "5"}
 
-    client = proxy.runtime_client(proxy.Settings.from_env(env))
+    client = runtime_client(Settings.from_env(env))
 
     assert client.meta.config.retries == {"mode": "adaptive", "total_max_attempts": 5}
