@@ -1,11 +1,14 @@
-"""The proxy's settings come from one table, lambda/defaults.py."""
+"""The proxy's settings come from one table, lambda/defaults.py, which deploy reads too."""
 
+import math
 import re
 from pathlib import Path
 
 import pytest
 from defaults import VARIABLES
 from settings import Settings
+
+from deploy import function
 
 from .conftest import ENDPOINT
 
@@ -36,3 +39,12 @@ def test_an_unset_variable_reads_as_its_default_in_the_table(name):
 def test_a_bad_value_fails_the_cold_start_naming_the_variable(name, value):
     with pytest.raises(ValueError, match=name):
         Settings.from_env({**REQUIRED, name: value})
+
+
+def test_deploy_sizes_the_function_from_the_proxys_own_defaults():
+    """deploy/function.py reads the same table, so a default changed there moves the timeout budget."""
+    settings = Settings.from_env(REQUIRED)
+    assert function.proxy_defaults() == {name: default for name, (default, _) in VARIABLES.items()}
+    assert settings.max_attempts == function.INVOKE_ATTEMPTS
+    assert math.ceil(settings.invoke_connect_timeout_s) == function.INVOKE_CONNECT_S
+    assert math.ceil(settings.url_connect_timeout_s + settings.url_read_timeout_s) == function.URL_FETCH_S
