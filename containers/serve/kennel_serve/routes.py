@@ -1,12 +1,12 @@
 """SageMaker's hosting contract (GET /ping, POST /invocations, GET /execution-parameters) and GET /metrics.
-Each route reads the request, hands the work to the runtime and answers; what it needs of the app (the
-model's state, the settings, the metrics) comes in as a dependency from `app.state`."""
+Each route reads the request, hands the work to the runtime and answers. What a route needs of the app (the
+model's state, the settings, the metrics) it reads from `request.app.state`, where create_app puts them:
+FastAPI dependencies would read the same, at a cost on every request."""
 
 import asyncio
 import logging
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from kennel_serve.codecs import InferenceError
@@ -19,24 +19,6 @@ from kennel_serve.settings import MIB, Settings
 
 log = logging.getLogger("kennel_serve")
 PRECISION_HEADER = "X-Kennel-Precision"  # int8 or fp32: which model answered (absent for custom models)
-
-
-def _model(request: Request) -> ModelState:
-    return request.app.state.model
-
-
-def _settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
-def _metrics(request: Request) -> ServingMetrics:
-    return request.app.state.metrics
-
-
-Model = Annotated[ModelState, Depends(_model)]
-AppSettings = Annotated[Settings, Depends(_settings)]
-Metrics = Annotated[ServingMetrics, Depends(_metrics)]
-
 router = APIRouter()
 
 
@@ -67,14 +49,17 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 @router.get("/ping")
-async def ping(state: Model) -> Response:
+async def ping(request: Request) -> Response:
+    state: ModelState = request.app.state.model
     if state.status == "ready":
         return JSONResponse({"status": "ready"})
     return JSONResponse({"status": state.status, "reason": state.reason}, status_code=503)
 
 
 @router.post("/invocations", openapi_extra=INVOCATIONS_OPENAPI)
-async def invocations(request: Request, state: Model, settings: AppSettings) -> Response:
+async def invocations(request: Request) -> Response:
+    state: ModelState = request.app.state.model
+    settings: Settings = request.app.state.settings
     if state.runtime is None:
         raise InferenceError(503, "model_not_ready", state.reason)
     headers = request.headers
@@ -107,7 +92,8 @@ async def invocations(request: Request, state: Model, settings: AppSettings) -> 
 
 
 @router.get("/execution-parameters")
-async def execution_parameters(settings: AppSettings) -> JSONResponse:
+async def execution_parameters(request: Request) -> JSONResponse:
+    settings: Settings = request.app.state.settings
     # SageMaker requires MaxConcurrentTransforms x MaxPayloadInMB <= 100.
     transforms = min(settings.max_concurrent_transforms, 100)
     payload_mb = max(1, min(int(settings.max_payload_bytes // MIB), 100 // transforms))
@@ -121,6 +107,7 @@ async def execution_parameters(settings: AppSettings) -> JSONResponse:
 
 
 @router.get("/metrics")
-async def prometheus_metrics(metrics: Metrics) -> Response:
+async def prometheus_metrics(request: Request) -> Response:
+    metrics: ServingMetrics = request.app.state.metrics
     content, media_type = metrics.exposition()
     return Response(content, media_type=media_type)
