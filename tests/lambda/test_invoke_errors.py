@@ -156,7 +156,10 @@ def test_retryable_errors_carry_retry_after(stubbed, context, code, http_status,
 def test_internal_failure_is_502(stubbed, context):
     stubbed.add_client_error("invoke_endpoint", "InternalFailure", "oops", 500)
 
-    assert invoke(context)[0] == 502
+    status, headers, answer = invoke(context)
+
+    assert (status, answer["type"]) == (502, "endpoint_error")
+    assert "oops" not in json.dumps(answer) and "Retry-After" not in headers
 
 
 def runtime_at(url: str, monkeypatch: pytest.MonkeyPatch, **settings) -> None:
@@ -178,7 +181,7 @@ def test_throttling_is_retried_by_botocore_then_429(http_server, context, monkey
     status, headers, answer = invoke(context)
 
     assert (status, answer["type"]) == (429, "throttled")
-    assert headers["Retry-After"]
+    assert int(headers["Retry-After"]) >= 1
     assert len(server.requests) == 2
     assert server.requests[0].path == f"/endpoints/{ENDPOINT}/invocations"
 
