@@ -71,7 +71,7 @@ def invoke_read_timeout(timeout_seconds: int) -> int:
 
 
 def environment(stack: Stack) -> dict[str, str]:
-    """The proxy's settings (the variables lambda/proxy.py reads); a key the stack leaves out is left
+    """The proxy's settings (the variables in lambda/defaults.py); a key the stack leaves out is left
     out here too, so the proxy's own default applies."""
     fn = stack.function
     variables = {
