@@ -7,7 +7,9 @@ Callers use the alias, so provisioned concurrency applies and a new version goes
 import base64
 import contextlib
 import hashlib
+import importlib.util
 import io
+import math
 import time
 import zipfile
 from pathlib import Path
@@ -19,6 +21,7 @@ ALIAS = "live"
 HANDLER = "proxy.handler"
 # Tests and the local HTTP adapter stay out of the zip; boto3 comes with the Lambda runtime.
 EXCLUDED = ("test_*.py", "*_test.py", "conftest.py", "local_adapter.py")
+PROXY_DEFAULTS = Path(__file__).resolve().parents[1] / "lambda" / "defaults.py"
 
 
 def package(source_dir: Path) -> bytes:
@@ -39,11 +42,23 @@ def code_sha256(data: bytes) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
-# The proxy's own defaults (lambda/proxy.py): attempts at InvokeEndpoint, their connect timeout, and the
-# longest a {"url": ...} body may take to fetch (2 s to connect, 5 s for the whole read).
-INVOKE_ATTEMPTS = 3
-INVOKE_CONNECT_S = 2
-URL_FETCH_S = 7
+def proxy_defaults() -> dict[str, str]:
+    """The proxy's defaults, from its one table (lambda/defaults.py). Loaded by path: `lambda` is a Python
+    keyword, so the folder cannot be imported as a package."""
+    spec = importlib.util.spec_from_file_location("kennel_proxy_defaults", PROXY_DEFAULTS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {name: default for name, (default, _meaning) in module.VARIABLES.items()}
+
+
+# The proxy's defaults that the function's timeout must hold: attempts at InvokeEndpoint, their connect
+# timeout, and the longest a {"url": ...} body may take to fetch (connect, then the whole read).
+_DEFAULTS = proxy_defaults()
+INVOKE_ATTEMPTS = int(_DEFAULTS["KENNEL_MAX_ATTEMPTS"])
+INVOKE_CONNECT_S = math.ceil(float(_DEFAULTS["KENNEL_INVOKE_CONNECT_TIMEOUT_S"]))
+URL_FETCH_S = math.ceil(
+    float(_DEFAULTS["KENNEL_URL_CONNECT_TIMEOUT_S"]) + float(_DEFAULTS["KENNEL_URL_READ_TIMEOUT_S"])
+)
 
 
 def invoke_read_timeout(timeout_seconds: int) -> int:
@@ -54,7 +69,7 @@ def invoke_read_timeout(timeout_seconds: int) -> int:
 
 
 def environment(stack: Stack) -> dict[str, str]:
-    """The proxy's settings (the variables lambda/proxy.py reads); a key the stack leaves out is left
+    """The proxy's settings (the variables in lambda/defaults.py); a key the stack leaves out is left
     out here too, so the proxy's own default applies."""
     fn = stack.function
     variables = {

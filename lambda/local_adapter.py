@@ -11,7 +11,7 @@ code path as deployed ones. GET /ping answers 200 from the adapter itself, for h
 the Lambda zip.
 
 Settings: KENNEL_PROXY_HOST (127.0.0.1; the image sets 0.0.0.0), KENNEL_PROXY_PORT (9000), and the
-handler's own (see proxy.py).
+handler's own (defaults.py).
 """
 
 import base64

@@ -1,6 +1,6 @@
 """InvokeEndpoint against a serving container's /invocations, for running the proxy without AWS.
 
-proxy.py uses it instead of the sagemaker-runtime client when KENNEL_LOCAL_ENDPOINT_URL is set (for
+endpoint.py uses it instead of the sagemaker-runtime client when KENNEL_LOCAL_ENDPOINT_URL is set (for
 example `http://serve:8080` in docker compose). It does what the SageMaker SDK's local mode does: POST the
 body to /invocations with Content-Type, Accept and X-Amzn-SageMaker-Custom-Attributes. A non-2xx answer is
 raised as the same botocore ClientError that SageMaker raises for a container error (code ModelError, with

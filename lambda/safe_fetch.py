@@ -1,6 +1,6 @@
 """Fetches an image from a client-supplied URL without letting the URL reach anything it should not.
 
-Used by proxy.py for `{"url": "https://..."}` bodies; part of the Lambda zip (standard library only).
+Used by validation.py for `{"url": "https://..."}` bodies; part of the Lambda zip (standard library only).
 
     fetcher = UrlFetcher(FetchPolicy(allowed_hosts=frozenset({"images.example.com"}), max_bytes=6 << 20,
                                      connect_timeout_s=2.0, read_timeout_s=5.0))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from defaults import VARIABLES
 from kennel_train.synthetic import write_dataset
 
 from tests.compose.test_stack import compose
@@ -27,9 +28,10 @@ from tests.conftest import free_port
 from tests.serve.conftest import TINY_LABELS, TINY_PREPROCESSING, TinyNet, write_model_dir
 
 pytestmark = pytest.mark.container
-# The proxy's own limits (lambda/proxy.py): no answer may take longer than connect + read, plus a margin
+# The proxy's own limits (lambda/defaults.py): no answer may take longer than connect + read, plus a margin
 # for a loaded machine. A client timeout past this is a hang.
-PROXY_DEADLINE_S = 2 + 20 + 10
+CONNECT_S, READ_S = (float(VARIABLES[f"KENNEL_INVOKE_{step}_TIMEOUT_S"][0]) for step in ("CONNECT", "READ"))
+PROXY_DEADLINE_S = CONNECT_S + READ_S + 10
 RECOVERY_TIMEOUT_S = 120
 HEAVY_IMAGES = 300
 CHUNK = 1 << 16

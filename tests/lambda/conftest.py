@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from endpoint import runtime_client
 from moto.server import ThreadedMotoServer
 
 from tests.conftest import free_port
@@ -80,7 +81,7 @@ def moto(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Moto:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setattr(proxy, "RUNTIME", proxy.runtime_client(proxy.SETTINGS))
+    monkeypatch.setattr(proxy, "RUNTIME", runtime_client(proxy.SETTINGS))
     return Moto(moto_server)
 
 

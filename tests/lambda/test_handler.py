@@ -2,11 +2,13 @@
 
 import base64
 import json
+import time
 
 import boto3
 import proxy
 import pytest
 from botocore.stub import Stubber
+from settings import Settings
 
 from .conftest import ENDPOINT, REGION
 
@@ -30,12 +32,32 @@ def no_endpoint(monkeypatch: pytest.MonkeyPatch) -> Stubber:
     return stubber
 
 
+class Recording:
+    """The proxy's own client, with each InvokeEndpoint call's arguments kept, optionally slowed down."""
+
+    def __init__(self, client, delay_s: float = 0.0) -> None:
+        self.client, self.delay_s, self.calls = client, delay_s, []
+
+    def invoke_endpoint(self, **arguments):
+        self.calls.append(arguments)
+        time.sleep(self.delay_s)
+        return self.client.invoke_endpoint(**arguments)
+
+
+@pytest.fixture
+def sent(moto, monkeypatch: pytest.MonkeyPatch) -> Recording:
+    """What reached the endpoint (moto), call by call."""
+    recording = Recording(proxy.RUNTIME)
+    monkeypatch.setattr(proxy, "RUNTIME", recording)
+    return recording
+
+
 def body_of(response: dict) -> dict:
     assert response["headers"]["Content-Type"] == "application/json"
     return json.loads(response["body"])
 
 
-def test_rest_v1_event_with_base64_jpeg_returns_the_predictions(moto, events, context):
+def test_rest_v1_event_with_base64_jpeg_returns_the_predictions(moto, sent, events, context):
     moto.queue_results(PREDICTIONS)
     event = events.rest(base64.b64encode(JPEG).decode(), "image/jpeg", True)
 
@@ -43,9 +65,12 @@ def test_rest_v1_event_with_base64_jpeg_returns_the_predictions(moto, events, co
 
     assert response["statusCode"] == 200
     assert body_of(response) == PREDICTIONS
+    assert sent.calls == [
+        {"EndpointName": ENDPOINT, "Body": JPEG, "ContentType": "image/jpeg", "Accept": "application/json"}
+    ]
 
 
-def test_function_url_event_with_png_and_top_k(moto, events, context):
+def test_function_url_event_with_png_and_top_k(moto, sent, events, context):
     moto.queue_results(PREDICTIONS)
     event = events.function_url(
         base64.b64encode(PNG).decode(),
@@ -59,9 +84,11 @@ def test_function_url_event_with_png_and_top_k(moto, events, context):
 
     assert response["statusCode"] == 200
     assert body_of(response) == PREDICTIONS
+    (call,) = sent.calls
+    assert (call["Body"], call["ContentType"], call["CustomAttributes"]) == (PNG, "image/png", "top_k=3")
 
 
-def test_http_api_event_with_json_base64_image(moto, events, context):
+def test_http_api_event_with_json_base64_image(moto, sent, events, context):
     moto.queue_results(PREDICTIONS)
     document = json.dumps({"image": base64.b64encode(JPEG).decode(), "top_k": 2})
     event = events.function_url(document, "application/json; charset=utf-8", False)
@@ -70,6 +97,12 @@ def test_http_api_event_with_json_base64_image(moto, events, context):
 
     assert response["statusCode"] == 200
     assert body_of(response) == PREDICTIONS
+    (call,) = sent.calls
+    assert (call["Body"], call["ContentType"], call["CustomAttributes"]) == (
+        JPEG,
+        "application/x-image",
+        "top_k=2",
+    )
 
 
 def test_direct_invocation_with_base64_image(moto, context):
@@ -89,8 +122,9 @@ def test_endpoint_answer_that_is_not_json_is_a_502(moto, context):
     assert body_of(response)["type"] == "invalid_model_response"
 
 
-def test_one_json_log_line_per_request(moto, events, context, capsys):
+def test_one_json_log_line_per_request(moto, sent, events, context, capsys):
     moto.queue_results(PREDICTIONS)
+    sent.delay_s = 0.05  # the endpoint's time is part of the request's latency
     proxy.handler(events.rest(base64.b64encode(JPEG).decode(), "image/jpeg", True), context)
 
     lines = capsys.readouterr().out.strip().splitlines()
@@ -100,7 +134,7 @@ def test_one_json_log_line_per_request(moto, events, context, capsys):
     assert line["request_id"] == context.aws_request_id
     assert line["endpoint"] == ENDPOINT
     assert line["status"] == 200
-    assert line["latency_ms"] >= 0
+    assert line["latency_ms"] >= 50
     assert line["event"] == "http-v1"
 
 
@@ -138,7 +172,9 @@ def test_bad_input_is_refused_before_the_endpoint(
 
 
 def test_oversized_images_are_413_in_every_encoding(no_endpoint, events, context, monkeypatch):
-    monkeypatch.setattr(proxy, "SETTINGS", proxy.Settings(endpoint_name=ENDPOINT, max_image_bytes=1000))
+    monkeypatch.setattr(
+        proxy, "SETTINGS", Settings.from_env({"SAGEMAKER_ENDPOINT_NAME": ENDPOINT}, max_image_bytes=1000)
+    )
     big = bytes(1001)
     encoded = base64.b64encode(big).decode()
 
@@ -155,7 +191,10 @@ def test_oversized_images_are_413_in_every_encoding(no_endpoint, events, context
 def test_top_k_out_of_range_in_the_query(no_endpoint, events, context):
     event = events.function_url("aGk=", "image/jpeg", True, queryStringParameters={"top_k": "5000"})
 
-    assert proxy.handler(event, context)["statusCode"] == 400
+    response = proxy.handler(event, context)
+
+    assert (response["statusCode"], body_of(response)["type"]) == (400, "invalid_top_k")
+    assert "from 1 to 1000" in body_of(response)["error"]
 
 
 def test_methods_other_than_post(no_endpoint, events, context):
@@ -170,7 +209,8 @@ def test_methods_other_than_post(no_endpoint, events, context):
 def test_direct_invocation_must_be_an_object(no_endpoint, context):
     response = proxy.handler(["https://x.test/a.jpg"], context)
 
-    assert response["statusCode"] == 400
+    assert (response["statusCode"], body_of(response)["type"]) == (400, "invalid_json")
+    assert "must be an object" in body_of(response)["error"]
 
 
 def test_url_bodies_are_refused_when_no_host_is_allowed(no_endpoint, context):
@@ -181,7 +221,9 @@ def test_url_bodies_are_refused_when_no_host_is_allowed(no_endpoint, context):
 
 
 def test_cors_headers_follow_the_allowed_origins(moto, events, context, monkeypatch):
-    settings = proxy.Settings(endpoint_name=ENDPOINT, cors_allow_origins=frozenset({"https://app.example"}))
+    settings = Settings.from_env(
+        {"SAGEMAKER_ENDPOINT_NAME": ENDPOINT}, cors_allow_origins=frozenset({"https://app.example"})
+    )
     monkeypatch.setattr(proxy, "SETTINGS", settings)
     moto.queue_results(PREDICTIONS)
     headers = {"content-type": "image/jpeg", "origin": "https://app.example"}

@@ -7,11 +7,13 @@ import socket
 
 import proxy
 import pytest
+from errors import RETRY_AFTER_S
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from local_runtime import LocalRuntime
+from validation import JSON_LIMITS
 
-LIMITS = proxy.JSON_LIMITS
+LIMITS = JSON_LIMITS
 HOSTILE = {
     "nesting": "[" * (LIMITS["max_depth"] + 1) + "]" * (LIMITS["max_depth"] + 1),
     "values": json.dumps({"image": [0] * LIMITS["max_values"]}),
@@ -122,7 +124,7 @@ def test_a_json_body_within_the_limits_reaches_the_endpoint(unreachable_endpoint
     response = proxy.handler(events.function_url(text, "application/json", False), context)
 
     error_of(response, 502, "endpoint_unreachable", context.aws_request_id)
-    assert response["headers"]["Retry-After"] == proxy.RETRY_AFTER_S
+    assert response["headers"]["Retry-After"] == RETRY_AFTER_S
 
 
 JSON_VALUES = st.recursive(

@@ -11,7 +11,11 @@ import local_adapter
 import proxy
 import pytest
 from botocore.stub import Stubber
+from endpoint import runtime_client
+from errors import RETRY_AFTER_S
+from events import parse_event
 from local_runtime import LocalRuntime
+from settings import Settings
 
 from .conftest import REGION
 
@@ -36,9 +40,11 @@ def serve(http_server):
 @pytest.fixture
 def adapter(serve, monkeypatch):
     """The adapter on a free loopback port, its handler sending InvokeEndpoint to the stand-in."""
-    settings = proxy.Settings(endpoint_name="local", local_endpoint_url=serve.url, invoke_read_timeout_s=0.5)
+    settings = Settings.from_env(
+        {"SAGEMAKER_ENDPOINT_NAME": "local"}, local_endpoint_url=serve.url, invoke_read_timeout_s=0.5
+    )
     monkeypatch.setattr(proxy, "SETTINGS", settings)
-    monkeypatch.setattr(proxy, "RUNTIME", proxy.runtime_client(settings))
+    monkeypatch.setattr(proxy, "RUNTIME", runtime_client(settings))
     server = local_adapter.make_server("127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
@@ -48,11 +54,11 @@ def adapter(serve, monkeypatch):
 
 
 def test_local_mode_is_chosen_by_the_setting():
-    settings = proxy.Settings.from_env(
+    settings = Settings.from_env(
         {"SAGEMAKER_ENDPOINT_NAME": "local", "KENNEL_LOCAL_ENDPOINT_URL": "http://serve:8080"}
     )
 
-    assert isinstance(proxy.runtime_client(settings), LocalRuntime)
+    assert isinstance(runtime_client(settings), LocalRuntime)
 
 
 def test_an_image_goes_to_invocations_with_sagemakers_headers(adapter, serve):
@@ -124,7 +130,7 @@ def test_a_stopped_container_is_502(adapter, monkeypatch):
 
     assert response.status_code == 502
     assert response.json()["type"] == "endpoint_unreachable"
-    assert response.headers["Retry-After"] == proxy.RETRY_AFTER_S
+    assert response.headers["Retry-After"] == RETRY_AFTER_S
 
 
 def test_bad_requests_get_their_4xx_without_reaching_the_container(adapter, serve):
@@ -161,7 +167,7 @@ def test_function_url_event_shape():
     assert event["queryStringParameters"] == {"top_k": "2,3"}
     assert event["isBase64Encoded"] is True
     assert event["body"] == "iVBORw=="
-    assert proxy.parse_event(event).kind == "http-v2"
+    assert parse_event(event).kind == "http-v2"
 
 
 def test_a_json_body_that_is_not_utf8_reaches_the_handler_as_sent(adapter):
@@ -203,4 +209,4 @@ def test_a_connection_dropped_after_the_request_is_502_connection_lost(adapter, 
 
     assert response.status_code == 502
     assert response.json()["type"] == "endpoint_connection_lost"
-    assert response.headers["Retry-After"] == proxy.RETRY_AFTER_S
+    assert response.headers["Retry-After"] == RETRY_AFTER_S

@@ -12,6 +12,7 @@ import proxy
 import pytest
 import safe_fetch
 from safe_fetch import FetchPolicy, UrlFetcher
+from settings import Settings
 
 from .conftest import ENDPOINT, TEST_HOST_NAME
 
@@ -460,7 +461,7 @@ def test_url_bodies_through_the_handler(moto, images, certificate, context, monk
 
 
 def test_the_proxys_fetcher_uses_the_public_address_rule():
-    settings = proxy.Settings.from_env(
+    settings = Settings.from_env(
         {"SAGEMAKER_ENDPOINT_NAME": ENDPOINT, "KENNEL_ALLOWED_URL_HOSTS": "127.0.0.1, Images.Example.com"}
     )
 

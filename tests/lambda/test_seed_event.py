@@ -27,7 +27,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from endpoint import runtime_client
 from safe_fetch import UrlFetcher
+from settings import Settings
 
 from deploy import function
 from deploy.stack import Stack, parse
@@ -128,7 +130,7 @@ def stack_with(tmp_path: Path, **lambda_keys: object) -> Stack:
 def deployed_as(stack: Stack, host: SeedHost, monkeypatch: pytest.MonkeyPatch) -> None:
     """The handler's module state as a cold start with `up`'s environment would leave it, but for the
     guard's hooks: the seed host resolves to the test server, and loopback counts as public."""
-    settings = proxy.Settings.from_env(function.environment(stack))
+    settings = Settings.from_env(function.environment(stack))
 
     def resolve(name: str, port: int) -> list[str]:
         assert (name, port) == (SEED_HOST, 443)
@@ -141,7 +143,7 @@ def deployed_as(stack: Stack, host: SeedHost, monkeypatch: pytest.MonkeyPatch) -
         ssl_context=host.context,
     )
     monkeypatch.setattr(proxy, "SETTINGS", settings)
-    monkeypatch.setattr(proxy, "RUNTIME", proxy.runtime_client(settings))
+    monkeypatch.setattr(proxy, "RUNTIME", runtime_client(settings))
     monkeypatch.setattr(proxy, "FETCHER", fetcher)
 
 

@@ -111,9 +111,11 @@ def test_metrics_count_requests_batches_and_load_time(tiny_client, images):
     assert 'kennel_requests_total{route="/invocations",status="415"} 1.0' in text
     assert "kennel_batch_size_count 1.0" in text
     assert 'kennel_request_seconds_count{route="/invocations"} 2.0' in text
-    assert "kennel_queue_depth" in text
+    # One request alone: nothing was left waiting when its batch started.
+    assert "kennel_queue_depth 0.0" in text.splitlines()
     load = next(line for line in text.splitlines() if line.startswith("kennel_model_load_seconds "))
-    assert float(load.split()[1]) > 0
+    runtime = tiny_client.app.state.model.runtime
+    assert float(load.split()[1]) == pytest.approx(runtime.load_seconds, rel=1e-9)
 
 
 def test_one_json_log_line_per_request_with_its_id(tiny_client, images, caplog):

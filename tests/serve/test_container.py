@@ -101,7 +101,7 @@ def test_ping_is_503_while_loading_then_200(serve_image, run_container, gated_mo
     assert loading.status_code == 503
     assert loading.json() == {"status": "loading", "reason": "the model is loading"}
     (gated_model_dir / "release").touch()
-    assert ready(container)
+    assert httpx.get(f"{ready(container)}/ping", timeout=10).json() == {"status": "ready"}
 
 
 def test_sigterm_while_the_model_is_still_loading_exits_0(serve_image, run_container, gated_model_dir):

@@ -99,6 +99,13 @@ def test_corrupt_onnx_file_is_a_load_error(tiny_model_dir, tmp_path):
         ImageClassifier(tmp_path, threads=1)
 
 
-def test_unknown_manifest_keys_are_ignored(tiny_model_dir):
-    assert json.loads((tiny_model_dir / "manifest.json").read_text())["a_future_key"]
-    assert ModelManifest.read(tiny_model_dir).labels == ("001.cat", "002.dog", "003.fox")
+def test_unknown_manifest_keys_are_ignored(tiny_model_dir, tmp_path):
+    manifest = json.loads((tiny_model_dir / "manifest.json").read_text())
+    known = {key: value for key, value in manifest.items() if key != "a_future_key"}
+    # Unknown keys at the top and inside a block read the same as none at all.
+    future = {**known, "a_future_key": 1, "preprocessing": {**known["preprocessing"], "a_future_step": "x"}}
+    for name, document in (("known", known), ("future", future)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(json.dumps(document))
+
+    assert ModelManifest.read(tmp_path / "future") == ModelManifest.read(tmp_path / "known")

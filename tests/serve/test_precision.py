@@ -29,7 +29,8 @@ def int8_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
     result = quantize_model_dir(
         model_dir, sample_images(pictures, 8, seed=0), pictures / "valid", guard=False
     )
-    assert result["written"]
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert result["written"] is True and (model_dir / manifest["models"]["int8"]).is_file()
     return model_dir
 
 

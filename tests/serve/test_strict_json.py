@@ -52,17 +52,20 @@ def test_standard_json_within_the_limits_reads_as_json_loads_does():
 
 def test_a_document_exactly_at_every_limit_is_read():
     depth = LIMITS.max_depth
-    assert strict_json.loads(b"[" * depth + b"]" * depth) is not None
+    nested: list = []
+    for _ in range(depth - 1):
+        nested = [nested]
+    assert strict_json.loads(b"[" * depth + b"]" * depth) == nested
     assert len(strict_json.loads(json.dumps([0] * (LIMITS.max_values - 1)))) == LIMITS.max_values - 1
     assert strict_json.loads(b"9" * LIMITS.max_number_chars) == int("9" * LIMITS.max_number_chars)
-    assert strict_json.loads(json.dumps({"k" * LIMITS.max_key_chars: 1}))
+    assert strict_json.loads(json.dumps({"k" * LIMITS.max_key_chars: 1})) == {"k" * LIMITS.max_key_chars: 1}
 
 
 def test_strings_may_hold_what_structure_may_not():
     # Brackets, commas, digits and the word NaN inside strings are text, not structure.
     text = json.dumps({"s": "[[[[" * 100 + "," * 20_000 + "9" * 1000 + "NaN"})
 
-    assert strict_json.loads(text)["s"].endswith("NaN")
+    assert strict_json.loads(text) == json.loads(text)
 
 
 @pytest.mark.parametrize("kind", HOSTILE)

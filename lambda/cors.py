@@ -1,0 +1,27 @@
+"""CORS headers for the origins in KENNEL_CORS_ALLOW_ORIGINS: on every answer, and on a preflight's."""
+
+from collections.abc import Mapping
+
+
+def cors_headers(origin: str | None, allowed: frozenset[str]) -> dict[str, str]:
+    """The headers for a request from `origin`; none when the origin is not allowed."""
+    if "*" in allowed:
+        return {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Retry-After"}
+    if origin and origin.lower() in allowed:
+        return {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Expose-Headers": "Retry-After",
+            "Vary": "Origin",
+        }
+    return {}
+
+
+def preflight_headers(cors: Mapping[str, str]) -> dict[str, str]:
+    """What an OPTIONS preflight adds to `cors`, the request's own CORS headers."""
+    if not cors:
+        return {}
+    return {
+        "Access-Control-Allow-Methods": "POST, OPTIONS",
+        "Access-Control-Allow-Headers": "Content-Type",
+        "Access-Control-Max-Age": "600",
+    }
