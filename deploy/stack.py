@@ -89,7 +89,7 @@ class Lambda:
     provisioned_concurrency: int
     function_url: bool
     log_retention_days: int
-    # The proxy's URL fetching and CORS (lambda/proxy.py); empty or None: the proxy's own default.
+    # The proxy's URL fetching and CORS (lambda/defaults.py); empty or None: the proxy's own default there.
     allowed_url_hosts: tuple[str, ...] = ()
     max_image_bytes: int | None = None
     cors_allow_origins: tuple[str, ...] = ()
