@@ -22,6 +22,7 @@ ALIASES = {"learning_rate": "lr", "num_epochs": "epochs"}
 # The calibration images are held in memory, preprocessed (600 KB each at 224 px); a few hundred are
 # plenty for MinMax ranges.
 MAX_CALIBRATION_IMAGES = 512
+CALIBRATION_IMAGES = 64  # the default, for `train` and `convert-seed`
 
 
 class ConfigError(ValueError):
@@ -81,7 +82,8 @@ class TrainConfig:
         "<= 1 point; otherwise the log says why and the job succeeds with fp32 only. false: fp32 only",
     )
     calibration_images: int = _opt(
-        64, f"training images (a seeded sample, at most {MAX_CALIBRATION_IMAGES}) to calibrate INT8 on"
+        CALIBRATION_IMAGES,
+        f"training images (a seeded sample, at most {MAX_CALIBRATION_IMAGES}) to calibrate INT8 on",
     )
     # Distribution.
     nproc_per_node: int = _opt(0, "processes per host; 0: one per GPU, or 1 without GPUs")
