@@ -102,3 +102,8 @@ def test_config_round_trips_through_json():
 def test_zero_epochs_is_an_error():
     with pytest.raises(ConfigError, match="epochs"):
         resolve({"epochs": 0}, {}, {})
+
+
+def test_a_yes_no_flag_alone_means_yes():
+    flags = vars(build_parser().parse_args(["--skip-if-trained", "--quantize=false", "--epochs", "2"]))
+    assert flags == {"skip_if_trained": True, "quantize": False, "epochs": 2}
