@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy import images
 from tests.conftest import published_port, wait_for_http
 
 pytestmark = pytest.mark.container
@@ -16,12 +17,21 @@ def pinned(image: str, package: str) -> str:
     return re.search(rf"^{re.escape(package)}==(\S+)$", text, re.M | re.I).group(1)
 
 
+def cacheable_steps(dockerfile: Path) -> int:
+    """The instructions after FROM: the build steps that the layer cache can serve."""
+    text = dockerfile.read_text().replace("\\\n", " ")
+    instructions = re.findall(r"^([A-Z]+)\s", text, re.M)
+    return len(instructions) - instructions.index("FROM") - 1
+
+
 def test_images_are_built_on_the_chosen_base(built_images, docker_client):
-    for built in built_images.values():
+    for name, built in built_images.items():
         history = [layer["Id"] for layer in docker_client.images.get(built.tag).history()]
         base_id = docker_client.images.get(built.base_image).id
         assert base_id in history, f"{built.tag} is not built on {built.base_image}"
-        assert built.steps > 0
+        # The cache report counts every step of the Dockerfile once.
+        assert built.steps == cacheable_steps(images.CONTEXTS[name] / "Dockerfile"), built.summary()
+        assert 0 <= built.cached_steps <= built.steps
 
 
 def test_serve_image_contract_and_size(built_images, docker_client):
