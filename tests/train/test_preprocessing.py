@@ -25,6 +25,7 @@ def test_the_manifest_block_says_the_evaluation_and_reads_back_to_it():
     # A manifest written before the decode was recorded reads as the serving image decodes it.
     older = {key: value for key, value in block.items() if key != "jpeg_decode_margin"}
     assert Preprocessing.from_manifest(older).jpeg_decode_margin == JPEG_DECODE_MARGIN == 2.0
+    assert Preprocessing.from_manifest({**block, "jpeg_decode_margin": None}).jpeg_decode_margin is None
     seed = {"resize": [224, 224], "crop": None, "interpolation": "bilinear", "mean": [0] * 3, "std": [1] * 3}
     assert Preprocessing.from_manifest(seed).resize == (224, 224)
     with pytest.raises(ValueError, match="interpolation 'nearest' is not one of bilinear, bicubic"):

@@ -47,6 +47,7 @@ class Preprocessing:
         """A manifest's `preprocessing` block (docs/model-format.md); one written before the decode was
         recorded reads as the serving image decodes it."""
         resize = block["resize"]
+        margin = block.get("jpeg_decode_margin", JPEG_DECODE_MARGIN)
         interpolation = block.get("interpolation", "bilinear")
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation {interpolation!r} is not one of {', '.join(INTERPOLATIONS)}")
@@ -56,7 +57,7 @@ class Preprocessing:
             interpolation=interpolation,
             mean=tuple(float(value) for value in block["mean"]),
             std=tuple(float(value) for value in block["std"]),
-            jpeg_decode_margin=block.get("jpeg_decode_margin", JPEG_DECODE_MARGIN),
+            jpeg_decode_margin=None if margin is None else float(margin),
         )
 
     def to_manifest(self) -> dict[str, Any]:
