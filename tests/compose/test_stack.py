@@ -84,6 +84,13 @@ def test_stack_trains_serves_proxies_and_leaves_nothing(built_images, docker_cli
             timeout=30,
         )
         assert unsupported.status_code == 415, unsupported.text
+
+        # Train once: with a model in the volume, another `up` of the train service does nothing.
+        again = compose(project, env, "up", "--no-build", "--no-log-prefix", "train")
+        output = again.stdout + again.stderr
+        assert again.returncode == 0, output
+        assert "a model is already in /opt/ml/model; not training" in output, output
+        assert "epoch=" not in output
     finally:
         down = compose(project, env, "down", "--volumes", "--remove-orphans")
     assert down.returncode == 0, down.stderr

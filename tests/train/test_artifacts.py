@@ -5,9 +5,11 @@ import re
 from pathlib import Path
 
 import onnx
+import onnxruntime
 import pytest
 import torch
 from kennel_train import checkpoint, export, metrics
+from kennel_train.config import BACKBONES
 from kennel_train.convert_seed import ConversionError, convert
 from kennel_train.model import build_model
 from torch import nn
@@ -39,9 +41,34 @@ def assert_model_dir(model_dir: Path, num_classes: int, int8: bool | None = None
     assert len(manifest["labels"]) == num_classes == manifest["architecture"]["num_classes"]
     assert set(manifest["preprocessing"]) >= {"resize", "crop", "interpolation", "mean", "std"}
     assert_onnx_interface(model_dir / "model.onnx", num_classes)
-    assert torch.load(model_dir / "model.pth", weights_only=True)
+    assert_weights_are_the_onnx_network(model_dir, manifest)
     assert json.loads((model_dir / "metric_definitions.json").read_text()) == metrics.metric_definitions()
     return manifest
+
+
+def assert_weights_are_the_onnx_network(model_dir: Path, manifest: dict) -> None:
+    """model.pth loads into the network the manifest's architecture names (strictly: every key and shape),
+    and that network computes what model.onnx computes: the weights are there for further fine-tuning."""
+    state = torch.load(model_dir / "model.pth", weights_only=True)
+    architecture = manifest["architecture"]
+    if architecture["backbone"] not in BACKBONES:  # a test's own network: its output width at least
+        assert state[list(state)[-1]].shape[0] == architecture["num_classes"]
+        return
+    net = build_model(
+        architecture["backbone"],
+        architecture["num_classes"],
+        architecture["head"],
+        architecture.get("head_hidden", 128),
+    )
+    net.load_state_dict(state)
+    net.eval()
+    side = manifest["preprocessing"]["crop"] or manifest["preprocessing"]["resize"][0]
+    images = torch.randn(2, 3, side, side, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = net(images).numpy()
+    session = onnxruntime.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    (actual,) = session.run(None, {"input": images.numpy()})
+    assert abs(actual - expected).max() <= 1e-3 * max(1.0, abs(expected).max())
 
 
 def assert_onnx_interface(path: Path, num_classes: int) -> None:

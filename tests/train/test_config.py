@@ -102,3 +102,20 @@ def test_config_round_trips_through_json():
 def test_zero_epochs_is_an_error():
     with pytest.raises(ConfigError, match="epochs"):
         resolve({"epochs": 0}, {}, {})
+
+
+def test_a_yes_no_flag_alone_means_yes():
+    flags = vars(build_parser().parse_args(["--skip-if-trained", "--quantize=false", "--epochs", "2"]))
+    assert flags == {"skip_if_trained": True, "quantize": False, "epochs": 2}
+
+
+def test_the_readme_lists_every_flag_with_its_default():
+    readme = (Path(__file__).resolve().parents[2] / "containers" / "train" / "README.md").read_text()
+    rows = {line.split(" | ")[0].strip("| `") for line in readme.splitlines() if line.startswith("| `--")}
+    assert rows == {"--" + name.replace("_", "-") for name in TrainConfig.__dataclass_fields__}
+    for name, field in TrainConfig.__dataclass_fields__.items():
+        default = field.default
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        shown = str(shown).lower() if isinstance(shown, bool) else shown
+        cell = f"`{shown}`" if shown != "" else "empty"
+        assert f"| `--{name.replace('_', '-')}` | {cell} |" in readme, name

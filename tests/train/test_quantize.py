@@ -13,7 +13,7 @@ import torch
 from kennel_train import export, quantize
 from kennel_train.config import ConfigError, resolve
 from kennel_train.convert_seed import int8_inputs
-from kennel_train.data import MEAN, STD
+from kennel_train.preprocessing import MEAN, STD, Preprocessing
 from kennel_train.synthetic import write_dataset
 from PIL import Image
 from torch import nn
@@ -47,7 +47,9 @@ def small_cnn() -> nn.Module:
 
 
 def split_tensors(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    split = datasets.ImageFolder(str(folder), transform=quantize.manifest_transform(PREPROCESSING))
+    split = datasets.ImageFolder(
+        str(folder), transform=Preprocessing.from_manifest(PREPROCESSING).transform()
+    )
     images, labels = zip(*split, strict=True)
     return torch.stack(images), torch.tensor(labels)
 

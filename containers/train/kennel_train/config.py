@@ -22,6 +22,7 @@ ALIASES = {"learning_rate": "lr", "num_epochs": "epochs"}
 # The calibration images are held in memory, preprocessed (600 KB each at 224 px); a few hundred are
 # plenty for MinMax ranges.
 MAX_CALIBRATION_IMAGES = 512
+CALIBRATION_IMAGES = 64  # the default, for `train` and `convert-seed`
 
 
 class ConfigError(ValueError):
@@ -43,6 +44,14 @@ class TrainConfig:
     checkpoint_dir: str = _opt("/opt/ml/checkpoints", "checkpoints, written every epoch and on SIGTERM")
     output_dir: str = _opt("/opt/ml/output", "the failure file goes here")
     resume: bool = _opt(True, "resume from the checkpoint in CHECKPOINT_DIR when one exists")
+    skip_if_trained: bool = _opt(
+        False, "exit at once, successfully, when MODEL_DIR already holds a model (manifest.json): train once"
+    )
+    synthetic_if_no_data: bool = _opt(
+        False,
+        "when DATA has no train/ folder (and TRAIN_DIR is not set), train on a generated synthetic set "
+        "(synthetic-data's 5 classes of 40 images, 96 px) in a temporary folder instead of failing",
+    )
     # Model.
     backbone: str = _opt("resnet50", "torchvision backbone", choices=BACKBONES)
     weights: str = _opt(
@@ -81,7 +90,8 @@ class TrainConfig:
         "<= 1 point; otherwise the log says why and the job succeeds with fp32 only. false: fp32 only",
     )
     calibration_images: int = _opt(
-        64, f"training images (a seeded sample, at most {MAX_CALIBRATION_IMAGES}) to calibrate INT8 on"
+        CALIBRATION_IMAGES,
+        f"training images (a seeded sample, at most {MAX_CALIBRATION_IMAGES}) to calibrate INT8 on",
     )
     # Distribution.
     nproc_per_node: int = _opt(0, "processes per host; 0: one per GPU, or 1 without GPUs")
@@ -176,12 +186,15 @@ def build_parser(prog: str = "train", description: str = "", epilog: str = "") -
     for name, spec in FIELDS.items():
         default = spec.default
         shown = ",".join(default) if isinstance(default, tuple) else default
+        # A yes/no option alone means yes: `--quantize` is `--quantize=true`.
+        switch = {"nargs": "?", "const": "true"} if _field_kind(name) is bool else {}
         parser.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
             metavar=name.upper(),
             type=lambda text, name=name: _parse_flag(name, text),
             help=f"{spec.metadata['help']} (default: {shown!r})",
+            **switch,
         )
     return parser
 

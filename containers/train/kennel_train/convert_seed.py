@@ -21,13 +21,15 @@ from pathlib import Path
 import torch
 
 from kennel_train import export, quantize
-from kennel_train.config import MAX_CALIBRATION_IMAGES
-from kennel_train.data import SPLIT_NAMES, load_rgb
+from kennel_train.config import CALIBRATION_IMAGES, MAX_CALIBRATION_IMAGES
+from kennel_train.data import SPLIT_NAMES
 from kennel_train.model import build_model
+from kennel_train.preprocessing import Preprocessing
 
-SEED_SIZE = 224
-PARITY_IMAGES = 8
-CALIBRATION_IMAGES = 64
+# The seed's transform: Resize((224, 224)) and ToTensor, no crop, no normalisation.
+SEED_PREPROCESSING = Preprocessing(
+    resize=(224, 224), crop=None, interpolation="bilinear", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)
+)
 
 
 class ConversionError(ValueError):
@@ -46,19 +48,21 @@ def read_labels(labels: Path | None, labels_from: Path | None) -> list[str]:
 
 
 def seed_images(folder: Path | None) -> torch.Tensor:
-    """Up to 8 real images through the seed's transform, or uniform noise in its [0, 1] input range."""
+    """Up to PARITY_IMAGES real images through the seed's preprocessing, or uniform noise in its [0, 1]
+    input range."""
     tensors = []
     if folder is not None:
+        transform = SEED_PREPROCESSING.transform()
         for path in sorted(folder.rglob("*"))[:200]:
-            image = load_rgb(str(path)) if path.is_file() else None
+            image = SEED_PREPROCESSING.open(str(path)) if path.is_file() else None
             if image is not None:
-                resized = image.resize((SEED_SIZE, SEED_SIZE), resample=2)  # 2: PIL's bilinear
-                tensors.append(torch.frombuffer(bytearray(resized.tobytes()), dtype=torch.uint8))
-            if len(tensors) == PARITY_IMAGES:
+                tensors.append(transform(image))
+            if len(tensors) == export.PARITY_IMAGES:
                 break
     if not tensors:
-        return torch.rand(PARITY_IMAGES, 3, SEED_SIZE, SEED_SIZE, generator=torch.Generator().manual_seed(0))
-    return torch.stack([t.view(SEED_SIZE, SEED_SIZE, 3).permute(2, 0, 1) for t in tensors]).float() / 255
+        size = (export.PARITY_IMAGES, 3, *SEED_PREPROCESSING.resize)
+        return torch.rand(*size, generator=torch.Generator().manual_seed(0))
+    return torch.stack(tensors)
 
 
 def convert(
@@ -75,13 +79,7 @@ def convert(
     model.load_state_dict(state)
     manifest = export.build_manifest(
         labels=labels,
-        preprocessing={
-            "resize": [SEED_SIZE, SEED_SIZE],
-            "crop": None,
-            "interpolation": "bilinear",
-            "mean": [0.0, 0.0, 0.0],
-            "std": [1.0, 1.0, 1.0],
-        },
+        preprocessing=SEED_PREPROCESSING.to_manifest(),
         architecture={"backbone": backbone, "head": "mlp", "head_hidden": hidden, "num_classes": num_classes},
         metrics={},
         provenance={"converted_from": str(weights), "source": "seed project", "torch": torch.__version__},

@@ -2,21 +2,21 @@
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision import datasets, transforms
 
 from kennel_train.config import TrainConfig
 from kennel_train.dist import DistContext
+from kennel_train.preprocessing import MEAN, STD, for_config, open_rgb
 
 log = logging.getLogger(__name__)
 
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 SPLIT_NAMES = {"train": ("train",), "valid": ("valid", "validation", "val"), "test": ("test",)}
 
 
@@ -87,41 +87,33 @@ def train_transform(config: TrainConfig) -> transforms.Compose:
 
 
 def eval_transform(config: TrainConfig) -> transforms.Compose:
-    """What the manifest's `preprocessing` describes, and the serving image reproduces."""
-    return transforms.Compose(
-        [
-            transforms.Resize(config.eval_resize, interpolation=transforms.InterpolationMode.BILINEAR),
-            transforms.CenterCrop(config.image_size),
-            transforms.ToTensor(),
-            transforms.Normalize(MEAN, STD),
-        ]
-    )
-
-
-def load_rgb(path: str) -> Image.Image | None:
-    """The image as RGB (grayscale, CMYK, palette and RGBA inputs included), or None if unreadable."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError):
-        return None
+    """The evaluation transform of kennel_train.preprocessing, which the manifest describes."""
+    return for_config(config).transform()
 
 
 class SkippingImageFolder(Dataset):
-    """An ImageFolder whose unreadable images yield None; `collate_skipping` drops and counts them."""
+    """An ImageFolder whose unreadable images yield None; `collate_skipping` drops and counts them.
+    `open_image` decodes a path (None when unreadable): a full decode unless told otherwise."""
 
-    def __init__(self, root: Path, classes: tuple[str, ...], transform: transforms.Compose) -> None:
+    def __init__(
+        self,
+        root: Path,
+        classes: tuple[str, ...],
+        transform: transforms.Compose,
+        open_image: Callable[[str], Image.Image | None] = open_rgb,
+    ) -> None:
         self.folder = datasets.ImageFolder(str(root))
         if tuple(self.folder.classes) != classes:
             raise DataError(f"{root}: classes differ from the train split")
         self.transform = transform
+        self.open_image = open_image
 
     def __len__(self) -> int:
         return len(self.folder.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
         path, label = self.folder.samples[index]
-        image = load_rgb(path)
+        image = self.open_image(path)
         if image is None:
             return None
         return self.transform(image), label
@@ -154,13 +146,18 @@ def make_loaders(config: TrainConfig, dist: DistContext, splits: Splits) -> dict
         "pin_memory": dist.device.type == "cuda",
         "persistent_workers": workers > 0,
     }
+    # Training decodes in full: a random crop may take a small part of a large photo.
     train_set = SkippingImageFolder(splits.train, splits.classes, train_transform(config))
     sampler = DistributedSampler(
         train_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=config.seed
     )
     loaders = {"train": DataLoader(train_set, sampler=sampler, drop_last=False, **common)}
+    # Evaluation decodes and transforms as the serving image does, so its accuracy is the served one.
+    evaluation = for_config(config)
     for split in ("valid", "test"):
-        dataset = SkippingImageFolder(getattr(splits, split), splits.classes, eval_transform(config))
+        dataset = SkippingImageFolder(
+            getattr(splits, split), splits.classes, evaluation.transform(), evaluation.open
+        )
         shard = Subset(dataset, range(dist.rank, len(dataset), dist.world_size))
         loaders[split] = DataLoader(shard, shuffle=False, **common)
     return loaders

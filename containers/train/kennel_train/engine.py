@@ -11,7 +11,6 @@ import math
 import random
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,14 +20,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from kennel_train import checkpoint, data, export, metrics, quantize
+from kennel_train import checkpoint, data, metrics, package
 from kennel_train import model as models
 from kennel_train.config import TrainConfig
 from kennel_train.dist import DistContext
 
 log = logging.getLogger(__name__)
-
-PARITY_IMAGES = 8
 
 
 class StopRequested:
@@ -303,77 +300,5 @@ def main(config: TrainConfig, dist: DistContext) -> dict[str, Any]:
     }
     if dist.is_main:
         print(metrics.test_line(test), flush=True)
-        write_model(config, net, splits, results, loaders["valid"])
-        if config.quantize:
-            write_int8_model(config, splits)
+        package.write(config, net, splits, results)
     return results
-
-
-def write_model(
-    config: TrainConfig, net: nn.Module, splits: data.Splits, results: dict[str, Any], valid: DataLoader
-) -> None:
-    parity_images = parity_batch(valid.dataset.dataset)
-    manifest = export.build_manifest(
-        labels=list(splits.classes),
-        preprocessing={
-            "resize": config.eval_resize,
-            "crop": config.image_size,
-            "interpolation": "bilinear",
-            "mean": list(data.MEAN),
-            "std": list(data.STD),
-        },
-        architecture={
-            "backbone": config.backbone,
-            "head": config.head,
-            "num_classes": len(splits.classes),
-            **({"head_hidden": config.head_hidden} if config.head == "mlp" else {}),
-        },
-        metrics=results,
-        provenance={
-            "data": config.data,
-            "hyperparameters": dataclasses.asdict(config),
-            "git_sha": config.git_sha or None,
-            "torch": torch.__version__,
-            "training_job": config.job_name or None,
-        },
-    )
-    difference = export.write_model_dir(Path(config.model_dir), net, manifest, parity_images)
-    log.info(
-        "model written to %s (ONNX parity: max probability difference %.2g)", config.model_dir, difference
-    )
-
-
-def write_int8_model(config: TrainConfig, splits: data.Splits) -> None:
-    """Adds the guarded INT8 model to the model directory. The fp32 model is already complete there, so a
-    rejected or failed quantization leaves a job that still succeeds, and the log says why."""
-    calibration = quantize.sample_images(splits.train, config.calibration_images, config.seed)
-    try:
-        result = quantize.quantize_model_dir(
-            Path(config.model_dir), calibration, splits.valid, guard=True, seed=config.seed
-        )
-    except Exception:  # an operator ONNX Runtime cannot quantize must not fail a finished training job
-        log.exception("INT8 quantization failed; the model directory holds the fp32 model only")
-        return
-    if result["written"]:
-        log.info(
-            "INT8 model written: top-1 agreement with fp32 %.4f, accuracy %.4f fp32 vs %.4f int8 on %d "
-            "validation images, calibrated on %d training images",
-            result["agreement"], result["fp32_accuracy"], result["int8_accuracy"],
-            result["validation_images"], result["calibration_images"],
-        )  # fmt: skip
-    else:
-        log.warning(
-            "INT8 model not written, serving will use fp32: the accuracy guard failed: %s", result["reason"]
-        )
-
-
-def parity_batch(dataset: data.SkippingImageFolder) -> torch.Tensor:
-    """The first readable validation images, through the evaluation transform."""
-    images = []
-    for index in range(len(dataset)):
-        item = dataset[index]
-        if item is not None:
-            images.append(item[0])
-        if len(images) == PARITY_IMAGES:
-            break
-    return torch.stack(images)

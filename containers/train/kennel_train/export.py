@@ -24,6 +24,7 @@ RESPONSE_SHAPES = ("top_k", "scores")
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 PARITY_TOLERANCE = 1e-4
+PARITY_IMAGES = 8  # real images the parity check runs on
 
 
 class ParityError(RuntimeError):

@@ -28,10 +28,10 @@ from onnxruntime.quantization import (
     quant_pre_process,
     quantize_static,
 )
-from torchvision import datasets, transforms
+from torchvision import datasets
 
-from kennel_train.data import load_rgb
 from kennel_train.export import INT8_FILE
+from kennel_train.preprocessing import Preprocessing
 
 log = logging.getLogger(__name__)
 
@@ -58,22 +58,12 @@ def sample_images(folder: Path, count: int, seed: int) -> list[Path]:
     return sorted(random.Random(seed).sample(files, min(count, len(files))))
 
 
-def manifest_transform(preprocessing: dict[str, Any]) -> transforms.Compose:
-    """The evaluation transform that the manifest's `preprocessing` describes (docs/model-format.md)."""
-    resize = preprocessing["resize"]
-    interpolation = transforms.InterpolationMode(preprocessing["interpolation"])
-    steps = [transforms.Resize(resize if isinstance(resize, int) else list(resize), interpolation)]
-    if preprocessing["crop"] is not None:
-        steps.append(transforms.CenterCrop(preprocessing["crop"]))
-    steps += [transforms.ToTensor(), transforms.Normalize(preprocessing["mean"], preprocessing["std"])]
-    return transforms.Compose(steps)
-
-
-def _batches(paths: list[Path], transform: transforms.Compose) -> Iterator[np.ndarray]:
+def _batches(paths: list[Path], preprocessing: Preprocessing) -> Iterator[np.ndarray]:
     """Readable images as float32 NCHW batches; unreadable files are skipped."""
+    transform = preprocessing.transform()
     tensors = []
     for path in paths:
-        image = load_rgb(str(path))
+        image = preprocessing.open(str(path))
         if image is not None:
             tensors.append(transform(image))
         if len(tensors) == BATCH:
@@ -88,9 +78,9 @@ class _CalibrationImages(CalibrationDataReader):
     calibrator asks for them in strides (set_range) and folds each stride into running ranges, so it never
     holds more than one stride's intermediate tensors."""
 
-    def __init__(self, input_name: str, paths: list[Path], transform: transforms.Compose) -> None:
+    def __init__(self, input_name: str, paths: list[Path], preprocessing: Preprocessing) -> None:
         self.input_name = input_name
-        self.images = [image[None] for batch in _batches(paths, transform) for image in batch]
+        self.images = [image[None] for batch in _batches(paths, preprocessing) for image in batch]
         self.set_range(0, len(self.images))
 
     def __len__(self) -> int:
@@ -109,9 +99,11 @@ class _CalibrationImages(CalibrationDataReader):
         return max(d for d in range(1, CALIBRATION_STRIDE + 1) if len(self.images) % d == 0)
 
 
-def _quantize(fp32: Path, int8: Path, input_name: str, paths: list[Path], transform) -> int:
+def _quantize(
+    fp32: Path, int8: Path, input_name: str, paths: list[Path], preprocessing: Preprocessing
+) -> int:
     """Writes the INT8 model to `int8`; returns the number of images it was calibrated on."""
-    reader = _CalibrationImages(input_name, paths, transform)
+    reader = _CalibrationImages(input_name, paths, preprocessing)
     if not len(reader):
         raise QuantizationError(f"none of the {len(paths)} calibration images could be read")
     with tempfile.TemporaryDirectory(prefix="kennel-quantize-") as scratch:
@@ -150,7 +142,7 @@ def _top1(session: onnxruntime.InferenceSession, batch: np.ndarray) -> np.ndarra
 
 
 def guard_figures(
-    fp32: Path, int8: Path, validation: list[tuple[Path, int]], transform: transforms.Compose
+    fp32: Path, int8: Path, validation: list[tuple[Path, int]], preprocessing: Preprocessing
 ) -> dict[str, Any]:
     """Top-1 agreement between the two models and each one's accuracy, on the labelled images."""
     sessions = [
@@ -158,11 +150,11 @@ def guard_figures(
     ]
     readable, labels = [], []
     for path, label in validation:
-        if load_rgb(str(path)) is not None:
+        if preprocessing.open(str(path)) is not None:
             readable.append(path)
             labels.append(label)
     predictions = [[], []]
-    for batch in _batches(readable, transform):
+    for batch in _batches(readable, preprocessing):
         for kept, session in zip(predictions, sessions, strict=True):
             kept.extend(_top1(session, batch))
     fp32_top1, int8_top1, truth = (np.asarray(values) for values in (*predictions, labels))
@@ -209,8 +201,8 @@ def quantize_model_dir(
     guard: bool = True,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Quantizes the model directory's fp32 model, calibrated on `calibration` (preprocessed as the manifest
-    says), and checks it on `validation_dir` (an ImageFolder split) when one is given.
+    """Quantizes the model directory's fp32 model, calibrated on `calibration` (decoded and preprocessed as
+    the manifest says), and checks it on `validation_dir` (an ImageFolder split) when one is given.
 
     With `guard`, model.int8.onnx is written and named in the manifest (`models.int8`, plus a `quantization`
     block with the figures) only if the guard passes; otherwise nothing in `model_dir` changes. Without
@@ -222,11 +214,11 @@ def quantize_model_dir(
         return {"method": METHOD, "guarded": guard, "written": False, "reason": reason}
     manifest_path = model_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    transform = manifest_transform(manifest["preprocessing"])
+    preprocessing = Preprocessing.from_manifest(manifest["preprocessing"])
     fp32 = model_dir / manifest["models"]["fp32"]
     staged = model_dir / f".{INT8_FILE}.tmp"
     try:
-        images = _quantize(fp32, staged, manifest["input"]["name"], calibration, transform)
+        images = _quantize(fp32, staged, manifest["input"]["name"], calibration, preprocessing)
         block: dict[str, Any] = {
             "method": METHOD,
             "onnxruntime": onnxruntime.__version__,
@@ -236,7 +228,7 @@ def quantize_model_dir(
         }
         if validation_dir is not None:
             validation = _labelled_images(validation_dir, list(manifest["labels"]))
-            block |= guard_figures(fp32, staged, validation, transform)
+            block |= guard_figures(fp32, staged, validation, preprocessing)
         reason = _failure_reason(block) if guard and not block["passed"] else None
         if reason is None:
             os.replace(staged, model_dir / INT8_FILE)
