@@ -68,6 +68,7 @@ def serving(seconds: float) -> dict[str, Any]:
     import docker
     import photos
     import serve
+    import standins
 
     import images
 
@@ -92,7 +93,7 @@ def serving(seconds: float) -> dict[str, Any]:
         bodies = {"500x375": work / "small.jpg", "12 MP": work / "large.jpg"}
         bodies["500x375"].write_bytes(small)
         bodies["12 MP"].write_bytes(photos.jpeg(photos.photo(1, 4032, 3024)))
-        _, model_dir, _ = serve.make_model(work, [bodies["500x375"]])
+        _, model_dir, _ = standins.make_model(work, [bodies["500x375"]])
         server = serve.Server("Kennel GPU fp32", "kennel", {"KENNEL_PRECISION": "fp32"})
         gpus = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
         running = serve.start_kennel(client, tag, model_dir, server, nano_cpus=None, device_requests=gpus)

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import docker
 import serve
+import standins
 
 
 def main() -> None:
@@ -37,7 +38,7 @@ def main() -> None:
         jpeg = serve.make_jpegs(1)[0]
         body = work / "image.jpg"
         body.write_bytes(jpeg)
-        _, model_dir, _ = serve.make_model(work, [body])
+        _, model_dir, _ = standins.make_model(work, [body])
         for round_ in range(args.rounds):
             for name in ("before", "after") if round_ % 2 == 0 else ("after", "before"):
                 running = serve.start_kennel(client, results["images"][name], model_dir, server)

@@ -392,8 +392,8 @@ def decode_lines(decode: dict | None) -> list[str]:
         "The serving image decodes a JPEG at the smallest of libjpeg's 1/2, 1/4 and 1/8 scales (Pillow's "
         f"`draft`) that keeps at least {decode['default_margin']:g}x the resize target, then runs the "
         "manifest's resize as before; PNG and other formats decode in full. "
-        "`bench/decode_agreement.py` compares its predictions with the training image's own "
-        "`eval_transform` on the full decode of the same photos.",
+        "`bench/decode_agreement.py` compares its predictions with those on the full decode of the same "
+        "photos, through the training package's evaluation transform.",
         "",
         f"- Photos: {decode['photos']} photo stand-ins from `bench/photos.py` (1/f-spectrum scenes with a "
         "lit, textured subject, lens blur, vignette, sensor grain; JPEG quality 90, 4:2:0), at "

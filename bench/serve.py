@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from importlib import import_module, metadata
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +49,9 @@ import photos  # noqa: E402
 import standins  # noqa: E402
 import torch  # noqa: E402
 import torchserve_host as torchserve  # noqa: E402
-import torchvision  # noqa: E402
 from kennel_serve.model import ModelManifest  # noqa: E402
-from kennel_train.export import build_manifest, write_model_dir  # noqa: E402
 from PIL import Image  # noqa: E402
-from standins import CLASSES, PREPROCESSING, make_jpegs  # noqa: E402
-from torchvision import transforms  # noqa: E402
+from standins import CLASSES, make_jpegs  # noqa: E402
 
 CONCURRENCY = (1, 4, 16)
 CPUS = 2
@@ -106,34 +103,6 @@ def describe(server: Server) -> str | None:
     if server.tuning == TORCHSERVE_TUNED:
         return f"{server.tuning.describe()}; {SWEEP_NOTE}"
     return server.tuning.describe() if server.tuning else None
-
-
-def make_model(work: Path, jpegs: list[Path]) -> tuple[torch.nn.Module, Path, dict | None]:
-    """ResNet-50 (133 classes, seed 0) as a model directory, and its INT8 model when the training image can
-    quantize (guard off: random weights make the guard's agreement figure meaningless)."""
-    torch.manual_seed(0)
-    model = torchvision.models.resnet50(num_classes=CLASSES).eval()
-    labels = [f"class_{i:03d}" for i in range(CLASSES)]
-    manifest = build_manifest(labels, PREPROCESSING, {"backbone": "resnet50"}, {}, {"data": "random weights"})
-    parity = torch.stack([torch_transform()(Image.open(path).convert("RGB")) for path in jpegs[:4]])
-    model_dir = work / "model"
-    write_model_dir(model_dir, model, manifest, parity)
-    try:
-        quantize = import_module("kennel_train.quantize")
-    except ImportError:
-        return model, model_dir, None
-    return model, model_dir, quantize.quantize_model_dir(model_dir, jpegs, None, guard=False)
-
-
-def torch_transform() -> transforms.Compose:
-    return transforms.Compose(
-        [
-            transforms.Resize(256),
-            transforms.CenterCrop(224),
-            transforms.ToTensor(),
-            transforms.Normalize(PREPROCESSING["mean"], PREPROCESSING["std"]),
-        ]
-    )
 
 
 def session(path: Path, memory_pattern: bool = False) -> ort.InferenceSession:
@@ -425,7 +394,7 @@ def main() -> None:
         results["payload_bytes"] = {"500x375": len(jpegs[0])} | {
             name: len(data) for name, data in large.items()
         }
-        model, model_dir, quantization = make_model(work, paths)
+        model, model_dir, quantization = standins.make_model(work, paths)
         results["quantization"] = quantization
         results["jpeg_bytes"] = [len(jpeg) for jpeg in jpegs]
         results["reference_top1"] = reference_top1(model_dir, jpegs[:8])

@@ -3,7 +3,7 @@
 
     KENNEL_TAG=local .venv/bin/python bench/serverless_cold.py --out bench/results/serverless-cold.json
 
-The model is bench/serve.py's (ResNet-50, 133 classes, random weights, seed 0, with its INT8 model). Each
+The model is bench/standins.py's (ResNet-50, 133 classes, random weights, seed 0, with its INT8 model). Each
 start is `docker run --memory=N --memory-swap=N --cpus=2` on the host network; the clock runs from just
 before `docker run` to the first 200 from /invocations. Serverless gives vCPUs in proportion to memory,
 which a local container cannot copy: every size here gets the same two cores, so the figures isolate
@@ -25,35 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "containers" / "serve"), str(ROOT / "containers" / "train")]
 
-import torch  # noqa: E402
-import torchvision  # noqa: E402
-from kennel_train.export import build_manifest, write_model_dir  # noqa: E402
-from kennel_train.quantize import quantize_model_dir  # noqa: E402
-from PIL import Image  # noqa: E402
-from standins import CLASSES, PREPROCESSING, make_jpegs, wait_ready  # noqa: E402
+import standins  # noqa: E402
+from standins import make_jpegs, wait_ready  # noqa: E402
 
 MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
-
-
-def make_model(work: Path, paths: list[Path]) -> Path:
-    """ResNet-50 (133 classes, seed 0) with its INT8 model, as bench/serve.py writes it."""
-    torch.manual_seed(0)
-    model = torchvision.models.resnet50(num_classes=CLASSES).eval()
-    labels = [f"class_{i:03d}" for i in range(CLASSES)]
-    manifest = build_manifest(labels, PREPROCESSING, {"backbone": "resnet50"}, {}, {"data": "random weights"})
-    crop = torchvision.transforms.Compose(
-        [
-            torchvision.transforms.Resize(256),
-            torchvision.transforms.CenterCrop(224),
-            torchvision.transforms.ToTensor(),
-            torchvision.transforms.Normalize(PREPROCESSING["mean"], PREPROCESSING["std"]),
-        ]
-    )
-    parity = torch.stack([crop(Image.open(path).convert("RGB")) for path in paths[:4]])
-    model_dir = work / "model"
-    write_model_dir(model_dir, model, manifest, parity)
-    quantize_model_dir(model_dir, paths, None, guard=False)
-    return model_dir
 
 
 def free_port() -> int:
@@ -103,7 +78,7 @@ def main() -> None:
         paths = [work / f"image-{i}.jpg" for i in range(len(jpegs))]
         for path, jpeg in zip(paths, jpegs, strict=True):
             path.write_bytes(jpeg)
-        model_dir = make_model(work, paths)
+        _, model_dir, _ = standins.make_model(work, paths)
         for rep in range(args.reps):
             for memory_mb in MEMORY_MB:
                 for precision in ("int8", "fp32"):

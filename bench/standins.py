@@ -1,25 +1,44 @@
-"""What the serving benchmarks share: the benchmark model's shape, the photo stand-ins of the dog-breed set,
-and the clock to a server's first prediction. Used by bench/serve.py and bench/serverless_cold.py (the
-second runs without the benchmark's own requirements)."""
+"""What the serving benchmarks share: the benchmark model, the photo stand-ins of the dog-breed set, and the
+clock to a server's first prediction. Used by bench/serve.py, bench/serverless_cold.py (which runs without
+the benchmark's own requirements), bench/gpu.py and bench/memory_ab.py."""
 
 import io
 import random
 import time
+from importlib import import_module
+from pathlib import Path
 
 import httpx
 import numpy as np
+import torch
+import torchvision
+from kennel_train.export import build_manifest, write_model_dir
+from kennel_train.preprocessing import Preprocessing
 from kennel_train.synthetic import draw_image
 from PIL import Image
 
-# ResNet-50 with the dog-breed set's 133 classes, preprocessed as the training image does.
+# ResNet-50 with the dog-breed set's 133 classes, preprocessed as the training image evaluates.
 CLASSES = 133
-PREPROCESSING = {
-    "resize": 256,
-    "crop": 224,
-    "interpolation": "bilinear",
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
-}
+PREPROCESSING = Preprocessing(resize=256, crop=224)
+
+
+def make_model(work: Path, jpegs: list[Path]) -> tuple[torch.nn.Module, Path, dict | None]:
+    """ResNet-50 (133 classes, seed 0, random weights) as a model directory, and its INT8 model when the
+    training image's quantizer imports here (guard off: random weights make its agreement meaningless)."""
+    torch.manual_seed(0)
+    model = torchvision.models.resnet50(num_classes=CLASSES).eval()
+    labels = [f"class_{i:03d}" for i in range(CLASSES)]
+    manifest = build_manifest(
+        labels, PREPROCESSING.to_manifest(), {"backbone": "resnet50"}, {}, {"data": "random weights"}
+    )
+    parity = torch.stack([PREPROCESSING.transform()(PREPROCESSING.open(str(path))) for path in jpegs[:4]])
+    model_dir = work / "model"
+    write_model_dir(model_dir, model, manifest, parity)
+    try:
+        quantize = import_module("kennel_train.quantize")
+    except ImportError:
+        return model, model_dir, None
+    return model, model_dir, quantize.quantize_model_dir(model_dir, jpegs, None, guard=False)
 
 
 def make_jpegs(count: int) -> list[bytes]:

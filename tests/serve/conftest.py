@@ -21,26 +21,14 @@ from kennel_serve.app import create_app
 from kennel_serve.codecs import open_image
 from kennel_serve.model import ModelManifest
 from kennel_serve.settings import Settings
+from kennel_train.preprocessing import Preprocessing
 from kennel_train.synthetic import draw_image
 from PIL import Image
-from torchvision import transforms
 
 TINY_LABELS = ["001.cat", "002.dog", "003.fox"]
-TINY_PREPROCESSING = {
-    "resize": 40,
-    "crop": 32,
-    "interpolation": "bilinear",
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
-}
+TINY_PREPROCESSING = Preprocessing(resize=40, crop=32).to_manifest()
 PARITY_LABELS = [f"{i:03d}.breed_{i}" for i in range(1, 6)]
-PARITY_PREPROCESSING = {
-    "resize": 256,
-    "crop": 224,
-    "interpolation": "bilinear",
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
-}
+PARITY_PREPROCESSING = Preprocessing(resize=256, crop=224).to_manifest()
 
 
 class TinyNet(torch.nn.Module):
@@ -90,16 +78,10 @@ def torch_probabilities(model: torch.nn.Module, preprocessing: dict, image_bytes
 
 
 def torch_logits(model: torch.nn.Module, preprocessing: dict, image_bytes: bytes) -> np.ndarray:
-    """The PyTorch model's output row for one image, after torchvision's eval transform."""
-    interpolation = transforms.InterpolationMode(preprocessing["interpolation"])
-    resize = preprocessing["resize"]
-    steps = [
-        transforms.Resize(resize if isinstance(resize, int) else list(resize), interpolation=interpolation)
-    ]
-    if preprocessing["crop"] is not None:
-        steps.append(transforms.CenterCrop(preprocessing["crop"]))
-    steps += [transforms.ToTensor(), transforms.Normalize(preprocessing["mean"], preprocessing["std"])]
-    tensor = transforms.Compose(steps)(Image.open(io.BytesIO(image_bytes)).convert("RGB"))
+    """The PyTorch model's output row for one image, after the training package's evaluation transform on
+    the full decode."""
+    transform = Preprocessing.from_manifest(preprocessing).transform()
+    tensor = transform(Image.open(io.BytesIO(image_bytes)).convert("RGB"))
     with torch.inference_mode():
         return model.eval()(tensor.unsqueeze(0))[0].numpy()
 

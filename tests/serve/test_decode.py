@@ -5,13 +5,15 @@ The agreement test runs bench/decode_agreement.py's measurement on 100 photo sta
 (about 40 s on 2 cores); docs/benchmarks.md has the same measurement on 12 MP photos too.
 """
 
+from functools import partial
+
 import numpy as np
 import pytest
 from kennel_serve.codecs import InferenceError, open_image
-from kennel_serve.model import DECODE_MARGIN, ImageClassifier, Preprocessing
+from kennel_serve.model import DECODE_MARGIN, ImageClassifier, ModelLoadError, ModelManifest, Preprocessing
 
 from bench import decode_agreement, photos
-from tests.serve.conftest import TINY_PREPROCESSING, encode, serving
+from tests.serve.conftest import TINY_LABELS, TINY_PREPROCESSING, encode, serving, write_model_dir
 
 PRE = Preprocessing(256, 224, "bilinear", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
@@ -72,3 +74,35 @@ def test_reduced_decoding_keeps_top1_within_one_percent_of_the_full_decode():
     assert result["reference_accuracy"] >= 2 / decode_agreement.CLASSES
     assert all(min(size) < 1224 for size in figures["decoded_sizes"])  # every photo took the reduced path
     assert figures["top1_agreement"] >= 0.99, figures
+
+
+@pytest.mark.parametrize("margin", [None, 1.0])
+def test_the_manifest_says_how_jpegs_decode(tmp_path, tiny_model, margin):
+    # A resize of 200 on a 1600x1200 photo: margin 2 decodes at 1/2 (800x600), margin 1 at 1/4 (400x300).
+    preprocessing = {**TINY_PREPROCESSING, "resize": 200, "jpeg_decode_margin": margin}
+    model_dir = write_model_dir(tmp_path, tiny_model, TINY_LABELS, preprocessing, 32)
+    data = photos.jpeg(photos.photo(5, 1600, 1200))
+    classifier = ImageClassifier(model_dir, threads=2)
+    pre = classifier.manifest.preprocessing
+    # None: the full decode; 1.0: a smaller one. Either differs from what the default margin would serve.
+    least_size = None if margin is None else partial(pre.least_decode_size, margin=margin)
+    expected = classifier.predict(pre(open_image(data, 10**9, least_size))[None])[0]
+    default = classifier.predict(
+        pre(open_image(data, 10**9, partial(pre.least_decode_size, margin=2.0)))[None]
+    )
+    assert not np.allclose(expected, default[0], atol=1e-6, rtol=0)
+    with serving(model_dir) as client:
+        headers = {"Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": "top_k=3"}
+        (predictions,) = client.post("/invocations", content=data, headers=headers).json()["predictions"]
+    served = np.array([p["probability"] for p in sorted(predictions, key=lambda p: p["index"])])
+    np.testing.assert_allclose(served, expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("margin", [0, -1, "two", float("nan")])
+def test_a_manifest_decode_margin_that_is_not_a_positive_number_is_refused_at_load(
+    tmp_path, tiny_model, margin
+):
+    preprocessing = {**TINY_PREPROCESSING, "jpeg_decode_margin": margin}
+    model_dir = write_model_dir(tmp_path, tiny_model, TINY_LABELS, preprocessing, 32)
+    with pytest.raises(ModelLoadError, match="jpeg_decode_margin"):
+        ModelManifest.read(model_dir)

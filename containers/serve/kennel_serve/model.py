@@ -28,7 +28,9 @@ RESPONSE_SHAPES = ("top_k", "scores")
 # A reduced-scale JPEG decode keeps at least this many times the resize target on the side(s) the resize
 # fixes, so the resize still averages several decoded pixels into each output pixel. Chosen by measurement
 # (docs/benchmarks.md, "JPEG decoding at reduced scale"): 2x keeps top-1 and probabilities closest to the
-# full decode of the margins measured, and costs little more time than 1x.
+# full decode of the margins measured, and costs little more time than 1x. The manifest's
+# `preprocessing.jpeg_decode_margin` says it per model (training evaluated on it); this is the value for
+# manifests written before it was recorded.
 DECODE_MARGIN = 2.0
 
 
@@ -62,6 +64,7 @@ class Preprocessing:
     interpolation: str
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    jpeg_decode_margin: float | None = DECODE_MARGIN  # None: JPEGs decode at full size
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         """One decoded image to a float32 CHW array, exactly as torchvision's eval transform would."""
@@ -83,9 +86,13 @@ class Preprocessing:
         std = np.asarray(self.std, dtype=np.float32)
         return ((pixels - mean) / std).transpose(2, 0, 1)
 
-    def least_decode_size(self, width: int, height: int, margin: float = DECODE_MARGIN) -> tuple[int, int]:
+    def least_decode_size(self, width: int, height: int, margin: float | None = None) -> tuple[int, int]:
         """The smallest (width, height), same aspect, that a `width` x `height` image may be decoded at:
-        `margin` times what the resize keeps, never more than the image itself."""
+        `margin` (the manifest's `jpeg_decode_margin` unless given) times what the resize keeps, never more
+        than the image itself."""
+        margin = self.jpeg_decode_margin if margin is None else margin
+        if margin is None:
+            return width, height
         if isinstance(self.resize, int):
             factor = margin * self.resize / min(width, height)
         else:
@@ -163,6 +170,7 @@ class ModelManifest:
                     ),
                     mean=tuple(float(v) for v in pre["mean"]),
                     std=tuple(float(v) for v in pre["std"]),
+                    jpeg_decode_margin=_margin(pre.get("jpeg_decode_margin", DECODE_MARGIN)),
                 ),
                 quantization=data.get("quantization"),
                 default_response=_choice(
@@ -171,6 +179,15 @@ class ModelManifest:
             )
         except (KeyError, TypeError, IndexError, ValueError) as err:
             raise ModelLoadError(f"{path} is missing or has a malformed field: {err!r}") from None
+
+
+def _margin(value: object) -> float | None:
+    if value is None:
+        return None
+    margin = value if isinstance(value, int | float) and not isinstance(value, bool) else float("nan")
+    if not margin > 0:  # NaN fails too
+        raise ValueError(f"preprocessing.jpeg_decode_margin {value!r} is not a positive number or null")
+    return float(margin)
 
 
 def _choice(value: str, allowed: dict | tuple, field: str) -> str:
