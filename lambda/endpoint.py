@@ -22,7 +22,10 @@ def runtime_client(settings: Settings) -> Runtime:
     """The sagemaker-runtime client with botocore's retries, or the serving container in local mode."""
     if settings.local_endpoint_url:
         return LocalRuntime(
-            settings.local_endpoint_url, settings.invoke_connect_timeout_s, settings.invoke_read_timeout_s
+            settings.local_endpoint_url,
+            settings.invoke_connect_timeout_s,
+            settings.invoke_read_timeout_s,
+            settings.max_attempts,
         )
     config = Config(
         connect_timeout=settings.invoke_connect_timeout_s,

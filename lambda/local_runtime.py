@@ -6,10 +6,17 @@ body to /invocations with Content-Type, Accept and X-Amzn-SageMaker-Custom-Attri
 raised as the same botocore ClientError that SageMaker raises for a container error (code ModelError, with
 OriginalStatusCode and OriginalMessage), so the proxy maps both the same way. Part of the Lambda zip
 (standard library and botocore); it is inert unless the variable is set.
+
+A connection dropped before an answer came (a server shutting down closes connections it has not read
+yet; a killed one drops everything) is tried again, up to `max_attempts` in all with botocore's standard
+backoff, as the sagemaker-runtime client's standard retry mode does on AWS (it retries
+ConnectionClosedError). Refused connections and timeouts are answered at once, so an outage shows.
 """
 
 import http.client
 import io
+import random
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,7 +27,7 @@ from botocore.response import StreamingBody
 class LocalRuntime:
     """The subset of boto3's sagemaker-runtime client that the proxy calls."""
 
-    def __init__(self, base_url: str, connect_timeout_s: float, read_timeout_s: float):
+    def __init__(self, base_url: str, connect_timeout_s: float, read_timeout_s: float, max_attempts: int = 1):
         parts = urlsplit(base_url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError(f"KENNEL_LOCAL_ENDPOINT_URL must be an http(s) URL, not {base_url!r}")
@@ -28,6 +35,7 @@ class LocalRuntime:
         self._parts = parts
         self._connect_timeout_s = connect_timeout_s
         self._read_timeout_s = read_timeout_s
+        self._max_attempts = max_attempts
 
     def invoke_endpoint(
         self,
@@ -41,6 +49,26 @@ class LocalRuntime:
         headers = {"Content-Type": ContentType, "Accept": Accept}
         if CustomAttributes is not None:
             headers["X-Amzn-SageMaker-Custom-Attributes"] = CustomAttributes
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                status, answer_headers, body = self._post(Body, headers)
+                break
+            except ConnectionError:  # sent, then dropped before an answer: what botocore retries
+                if attempt == self._max_attempts:
+                    raise
+                # botocore's standard mode: a random wait up to 2^(attempt-1) seconds, at most 20.
+                time.sleep(random.uniform(0, min(2 ** (attempt - 1), 20)))
+        if not 200 <= status < 300:
+            raise _model_error(status, body)
+        return {
+            "Body": StreamingBody(io.BytesIO(body), len(body)),
+            "ContentType": answer_headers.get("Content-Type", "application/octet-stream"),
+            "InvokedProductionVariant": "local",
+            "CustomAttributes": answer_headers.get("X-Amzn-SageMaker-Custom-Attributes"),
+        }
+
+    def _post(self, body: bytes, headers: dict[str, str]) -> tuple[int, http.client.HTTPMessage, bytes]:
+        """One POST on a new connection: the status, headers and body of the answer."""
         connection_class = (
             http.client.HTTPSConnection if self._parts.scheme == "https" else http.client.HTTPConnection
         )
@@ -54,21 +82,13 @@ class LocalRuntime:
                 raise EndpointConnectionError(endpoint_url=self._url) from err
             connection.sock.settimeout(self._read_timeout_s)
             try:
-                connection.request("POST", self._parts.path.rstrip("/") + "/invocations", Body, headers)
+                connection.request("POST", self._parts.path.rstrip("/") + "/invocations", body, headers)
                 response = connection.getresponse()
-                body = response.read()
+                return response.status, response.headers, response.read()
             except TimeoutError as err:
                 raise ReadTimeoutError(endpoint_url=self._url) from err
         finally:
             connection.close()
-        if not 200 <= response.status < 300:
-            raise _model_error(response.status, body)
-        return {
-            "Body": StreamingBody(io.BytesIO(body), len(body)),
-            "ContentType": response.getheader("Content-Type", "application/octet-stream"),
-            "InvokedProductionVariant": "local",
-            "CustomAttributes": response.getheader("X-Amzn-SageMaker-Custom-Attributes"),
-        }
 
 
 def _model_error(status: int, body: bytes) -> ClientError:

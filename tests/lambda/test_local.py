@@ -1,6 +1,7 @@
 """Local mode: the HTTP adapter in front of the handler, InvokeEndpoint sent to a stand-in /invocations."""
 
 import base64
+import contextlib
 import json
 import socket
 import threading
@@ -189,24 +190,59 @@ def test_a_chunked_body_is_refused_with_411(adapter):
     assert response.json()["type"] == "length_required"
 
 
-def test_a_connection_dropped_after_the_request_is_502_connection_lost(adapter, monkeypatch):
-    """A container killed while it works: the request was sent, no answer came, and the client is told so."""
-    listener = socket.create_server(("127.0.0.1", 0))
+class Dropper:
+    """A server that reads each request and drops its connection without an answer, the first `drops`
+    times, then answers 200 with a JSON body; it counts the connections it took."""
 
-    def accept_read_and_drop() -> None:
-        connection, _ = listener.accept()
-        connection.recv(65536)
-        connection.close()
+    ANSWER = b'{"predictions": []}'
 
-    dropper = threading.Thread(target=accept_read_and_drop, daemon=True)
-    dropper.start()
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    monkeypatch.setattr(proxy, "RUNTIME", LocalRuntime(url, 0.5, 5))
+    def __init__(self, drops: int) -> None:
+        self.drops = drops
+        self.connections = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
 
-    response = httpx.post(adapter, content=JPEG, headers={"Content-Type": "image/jpeg"}, timeout=10)
-    dropper.join(timeout=10)
-    listener.close()
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = self.listener.accept()
+                self.connections += 1
+                with connection:
+                    connection.recv(65536)
+                    if self.connections > self.drops:
+                        connection.sendall(
+                            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                            + f"Content-Length: {len(self.ANSWER)}\r\n\r\n".encode()
+                            + self.ANSWER
+                        )
+
+
+def test_a_connection_dropped_after_the_request_is_502_connection_lost_after_every_attempt(
+    adapter, monkeypatch
+):
+    """A container killed while it works: the request was sent, no answer came, on each of the attempts
+    botocore would make on AWS, and the client is told so."""
+    dropper = Dropper(drops=3)
+    monkeypatch.setattr(proxy, "RUNTIME", LocalRuntime(dropper.url, 0.5, 5, max_attempts=3))
+
+    response = httpx.post(adapter, content=JPEG, headers={"Content-Type": "image/jpeg"}, timeout=15)
+    dropper.listener.close()
 
     assert response.status_code == 502
     assert response.json()["type"] == "endpoint_connection_lost"
     assert response.headers["Retry-After"] == RETRY_AFTER_S
+    assert dropper.connections == 3
+
+
+def test_a_connection_dropped_once_is_tried_again_as_botocore_does(adapter, monkeypatch):
+    """A server shutting down closes connections it has not read yet; the next attempt gets the answer."""
+    dropper = Dropper(drops=1)
+    monkeypatch.setattr(proxy, "RUNTIME", LocalRuntime(dropper.url, 0.5, 5, max_attempts=3))
+
+    response = httpx.post(adapter, content=JPEG, headers={"Content-Type": "image/jpeg"}, timeout=15)
+    dropper.listener.close()
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"predictions": []}
+    assert dropper.connections == 2
