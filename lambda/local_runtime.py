@@ -56,8 +56,9 @@ class LocalRuntime:
             except ConnectionError:  # sent, then dropped before an answer: what botocore retries
                 if attempt == self._max_attempts:
                     raise
-                # botocore's standard mode: a random wait up to 2^(attempt-1) seconds, at most 20.
-                time.sleep(random.uniform(0, min(2 ** (attempt - 1), 20)))
+                # botocore's standard mode for an error that is not throttling: a random wait of up to
+                # 50 ms x 2^(attempt-1), at most 20 s (botocore.retries.standard.ExponentialBackoff).
+                time.sleep(random.uniform(0, min(0.05 * 2 ** (attempt - 1), 20)))
         if not 200 <= status < 300:
             raise _model_error(status, body)
         return {

@@ -30,7 +30,7 @@ from tests.serve.conftest import TINY_LABELS, TINY_PREPROCESSING, TinyNet, write
 pytestmark = pytest.mark.container
 # The proxy's own limits (lambda/defaults.py): no answer may take longer than connect + read, plus a margin
 # for a loaded machine. A dropped connection is tried again (lambda/local_runtime.py), but drops come at
-# once here and the waits between attempts are at most 1 + 2 s, inside the margin. Past this is a hang.
+# once here and the waits between attempts are at most 50 + 100 ms, inside the margin. Past this is a hang.
 CONNECT_S, READ_S = (float(VARIABLES[f"KENNEL_INVOKE_{step}_TIMEOUT_S"][0]) for step in ("CONNECT", "READ"))
 PROXY_DEADLINE_S = CONNECT_S + READ_S + 10
 RECOVERY_TIMEOUT_S = 120
