@@ -19,6 +19,14 @@ from tests.serve.conftest import TINY_LABELS, TINY_PREPROCESSING, encode, servin
 PRE = Preprocessing(256, 224, "bilinear", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
+def served_probabilities(model_dir, jpeg: bytes) -> np.ndarray:
+    """The served model's probabilities for one JPEG, by class index (three classes: top_k=3 is all)."""
+    with serving(model_dir) as client:
+        headers = {"Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": "top_k=3"}
+        (predictions,) = client.post("/invocations", content=jpeg, headers=headers).json()["predictions"]
+    return np.array([p["probability"] for p in sorted(predictions, key=lambda p: p["index"])])
+
+
 @pytest.fixture(scope="module")
 def phone_jpeg() -> bytes:
     return photos.jpeg(photos.photo(3, 4032, 3024))
@@ -57,11 +65,7 @@ def test_served_predictions_come_from_the_reduced_decode(tiny_model_dir):
     assert TINY_PREPROCESSING["resize"] * DECODE_MARGIN <= min(
         open_image(data, 10**9, pre.least_decode_size).size
     )
-    with serving(tiny_model_dir) as client:
-        headers = {"Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": "top_k=3"}
-        (predictions,) = client.post("/invocations", content=data, headers=headers).json()["predictions"]
-    served = np.array([p["probability"] for p in sorted(predictions, key=lambda p: p["index"])])
-    np.testing.assert_allclose(served, reduced, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(served_probabilities(tiny_model_dir, data), reduced, atol=1e-6, rtol=0)
 
 
 def test_reduced_decoding_keeps_top1_within_one_percent_of_the_full_decode():
@@ -92,11 +96,7 @@ def test_the_manifest_says_how_jpegs_decode(tmp_path, tiny_model, margin):
         pre(open_image(data, 10**9, partial(pre.least_decode_size, margin=2.0)))[None]
     )
     assert not np.allclose(expected, default[0], atol=1e-6, rtol=0)
-    with serving(model_dir) as client:
-        headers = {"Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": "top_k=3"}
-        (predictions,) = client.post("/invocations", content=data, headers=headers).json()["predictions"]
-    served = np.array([p["probability"] for p in sorted(predictions, key=lambda p: p["index"])])
-    np.testing.assert_allclose(served, expected, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(served_probabilities(model_dir, data), expected, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("margin", [0, -1, "two", float("nan")])
