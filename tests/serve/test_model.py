@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 from kennel_serve.model import ImageClassifier, ModelLoadError, ModelManifest, Preprocessing
+from kennel_train.preprocessing import Preprocessing as TrainPreprocessing
 from PIL import Image
-from torchvision import transforms
 
 from tests.serve.conftest import PARITY_PREPROCESSING, serving, torch_probabilities, write_model_dir
 
@@ -33,10 +33,8 @@ def test_preprocessing_equals_torchvision(images, settings):
         mean=tuple(mean),
         std=tuple(std),
     )
-    steps = [transforms.Resize(resize, interpolation=transforms.InterpolationMode(settings["interpolation"]))]
-    if settings["crop"]:
-        steps.append(transforms.CenterCrop(settings["crop"]))
-    reference = transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize(mean, std)])
+    # The reference: the training package's evaluation transform (torchvision) for the same manifest block.
+    reference = TrainPreprocessing.from_manifest({**settings, "mean": mean, "std": std}).transform()
     for name, data in images.items():
         image = Image.open(io.BytesIO(data))
         expected = reference(image.convert("RGB")).numpy()
