@@ -25,6 +25,7 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "containers" / "serve"), str(ROOT / "containers" / "train")]
+sys.path.append(str(ROOT))  # kennel_common, which the serving package imports
 
 import photos  # noqa: E402
 from kennel_serve.codecs import open_image  # noqa: E402

@@ -76,7 +76,8 @@ def serving(seconds: float) -> dict[str, Any]:
     tag = f"kennel-serve:gpu-{os.environ.get('KENNEL_TAG', 'local')}"
     started = time.perf_counter()
     client.images.build(
-        path=str(ROOT / "containers" / "serve"),
+        path=str(images.CONTEXTS["serve"]),
+        dockerfile=str(images.DOCKERFILES["serve"].relative_to(images.CONTEXTS["serve"])),
         tag=tag,
         buildargs={"BASE_IMAGE": images.base_image(), "REQUIREMENTS": "requirements-gpu.txt"},
         rm=True,

@@ -40,6 +40,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "containers" / "serve"), str(ROOT / "containers" / "train")]
+sys.path.append(str(ROOT))  # kennel_common, which the serving package imports
 
 import docker  # noqa: E402
 import httpx  # noqa: E402

@@ -24,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "containers" / "serve"), str(ROOT / "containers" / "train")]
+sys.path.append(str(ROOT))  # kennel_common, which the serving package imports
 
 import standins  # noqa: E402
 from standins import make_jpegs, wait_ready  # noqa: E402

@@ -21,18 +21,23 @@ ALIAS = "live"
 HANDLER = "proxy.handler"
 # Tests and the local HTTP adapter stay out of the zip; boto3 comes with the Lambda runtime.
 EXCLUDED = ("test_*.py", "*_test.py", "conftest.py", "local_adapter.py")
-PROXY_DEFAULTS = Path(__file__).resolve().parents[1] / "lambda" / "defaults.py"
+ROOT = Path(__file__).resolve().parents[1]
+PROXY_DEFAULTS = ROOT / "lambda" / "defaults.py"
+# Request-data guards that the serving image runs too, from their one copy at the repository root.
+SHARED = ("kennel_common/__init__.py", "kennel_common/strict_json.py")
 
 
 def package(source_dir: Path) -> bytes:
-    """The zip of the handler's top-level .py files, with fixed timestamps: same sources, same bytes."""
+    """The zip of the handler's top-level .py files and the SHARED modules, with fixed timestamps: same
+    sources, same bytes."""
     files = sorted(p for p in source_dir.glob("*.py") if not any(p.match(pattern) for pattern in EXCLUDED))
     if not any(p.name == "proxy.py" for p in files):
         raise DeployError(f"{source_dir} has no proxy.py (the handler is {HANDLER})")
+    entries = [(path.name, path) for path in files] + [(name, ROOT / name) for name in SHARED]
     raw = io.BytesIO()
     with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in files:
-            info = zipfile.ZipInfo(path.name, date_time=(1980, 1, 1, 0, 0, 0))
+        for name, path in entries:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = 0o644 << 16
             zf.writestr(info, path.read_bytes(), zipfile.ZIP_DEFLATED)
     return raw.getvalue()

@@ -17,11 +17,14 @@ import docker
 
 ROOT = Path(__file__).resolve().parent.parent
 # The two product images, and the Lambda proxy's local adapter that docker-compose.yml runs beside them.
-CONTEXTS = {
-    "train": ROOT / "containers" / "train",
-    "serve": ROOT / "containers" / "serve",
-    "proxy": ROOT / "lambda",
+DOCKERFILES = {
+    "train": ROOT / "containers" / "train" / "Dockerfile",
+    "serve": ROOT / "containers" / "serve" / "Dockerfile",
+    "proxy": ROOT / "lambda" / "Dockerfile",
 }
+# Serving and the proxy install kennel_common/ beside their own folder, so they build from the root (whose
+# .dockerignore sends only what they copy); training needs nothing outside its folder.
+CONTEXTS = {"train": DOCKERFILES["train"].parent, "serve": ROOT, "proxy": ROOT}
 UPSTREAM_BASE = "python:3.11-slim-bookworm"
 
 
@@ -66,7 +69,7 @@ def base_image() -> str:
 def build(
     name: str, base: str | None = None, client: docker.DockerClient | None = None, progress=None
 ) -> BuiltImage:
-    """Builds containers/NAME as kennel-NAME:TAG; `progress` receives each build step's line."""
+    """Builds DOCKERFILES[NAME] as kennel-NAME:TAG; `progress` receives each build step's line."""
     client = client or docker.from_env()
     base = base or base_image()
     tag = local_tag(name)
@@ -76,7 +79,13 @@ def build(
     tail: list[str] = []
     image_id = ""
     for chunk in client.api.build(
-        path=str(CONTEXTS[name]), tag=tag, buildargs={"BASE_IMAGE": base}, rm=True, forcerm=True, decode=True
+        path=str(CONTEXTS[name]),
+        dockerfile=str(DOCKERFILES[name].relative_to(CONTEXTS[name])),
+        tag=tag,
+        buildargs={"BASE_IMAGE": base},
+        rm=True,
+        forcerm=True,
+        decode=True,
     ):
         if "error" in chunk:
             raise BuildError(f"building {tag} failed: {chunk['error'].strip()}\n" + "".join(tail[-20:]))

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from images import CONTEXTS, BuildError, build, local_tag
+from images import DOCKERFILES, ROOT, BuildError, build, local_tag
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -12,11 +12,12 @@ def main(argv: list[str] | None = None) -> int:
     cmd = sub.add_parser("build", help="build the images from containers/")
     cmd.add_argument("names", nargs="*", metavar="NAME", help="train, serve and/or proxy (default: all)")
     args = parser.parse_args(argv)
-    unknown = set(args.names) - set(CONTEXTS)
+    unknown = set(args.names) - set(DOCKERFILES)
     if unknown:
-        parser.error(f"unknown image {', '.join(sorted(unknown))}; choose from {', '.join(CONTEXTS)}")
-    for name in args.names or list(CONTEXTS):
-        print(f"images: building {local_tag(name)} from containers/{name} ...", flush=True)
+        parser.error(f"unknown image {', '.join(sorted(unknown))}; choose from {', '.join(DOCKERFILES)}")
+    for name in args.names or list(DOCKERFILES):
+        dockerfile = DOCKERFILES[name].relative_to(ROOT)
+        print(f"images: building {local_tag(name)} from {dockerfile} ...", flush=True)
         try:
             built = build(name, progress=lambda step: print(f"images:   {step[:110]}", flush=True))
             print("images: " + built.summary(), flush=True)

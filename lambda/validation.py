@@ -3,26 +3,26 @@ ProxyError. JSON bodies are read by `strict_json` against `JSON_LIMITS` (lambda/
 
 import base64
 import binascii
-import json
-import re
-from itertools import accumulate
 from typing import Any
 
 from errors import ProxyError
 from events import ProxyRequest
 from safe_fetch import FetchError, UrlFetcher
 
+from kennel_common.strict_json import JsonLimits, JsonRefused
+from kennel_common.strict_json import loads as strict_json_loads
+
 IMAGE_TYPES_WITHOUT_PREFIX = frozenset({"application/x-image"})
 JSON_FIELDS = frozenset({"image", "url", "top_k"})
 MAX_TOP_K = 1000
 # The one table of limits on a JSON body (and on a direct invocation's event), checked before parsing: a
 # request needs depth 1 and 3 values. The body as a whole is bounded by KENNEL_MAX_IMAGE_BYTES.
-JSON_LIMITS = {
-    "max_depth": 8,  # nested arrays and objects
-    "max_values": 1000,  # values in the document, keys not counted
-    "max_number_chars": 40,  # digits, sign, point and exponent of one number
-    "max_key_chars": 256,  # one object key
-}
+JSON_LIMITS = JsonLimits(
+    max_depth=8,  # nested arrays and objects
+    max_values=1000,  # values in the document, keys not counted
+    max_number_chars=40,  # digits, sign, point and exponent of one number
+    max_key_chars=256,  # one object key
+)
 
 
 def read_image(request: ProxyRequest, max_bytes: int, fetcher: UrlFetcher) -> tuple[bytes, str, int | None]:
@@ -91,54 +91,13 @@ def _decode_base64(value: Any, limit: int) -> bytes:
     return data
 
 
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_LONG_NUMBER = re.compile(rf"[-+0-9.eE]{{{JSON_LIMITS['max_number_chars'] + 1},}}")
-
-
 def strict_json(data: bytes) -> Any:
-    """The document in `data`, or a 400 ProxyError that names the rule it broke: UTF-8 only, no NaN or
-    Infinity, no duplicate keys, no lone surrogates, and within JSON_LIMITS. The limits are checked on the
-    text with its strings emptied (regular expressions and counts, linear and in C) before json.loads runs."""
-
-    def refuse(message: str) -> ProxyError:
-        return ProxyError(400, "invalid_json", message)
-
+    """The document in `data`, or a 400 ProxyError that names the rule it broke (kennel_common.strict_json:
+    UTF-8 only, no NaN or Infinity, no duplicate keys, no lone surrogates, within JSON_LIMITS)."""
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise refuse("the body is not UTF-8: JSON must be UTF-8 text") from None
-    skeleton = _JSON_STRING.sub('""', text)
-    values = skeleton.count(",") + skeleton.count("[") + skeleton.count("{") + 1
-    brackets = _NOT_BRACKET.sub("", skeleton)
-    if values > JSON_LIMITS["max_values"] or len(brackets) > 2 * JSON_LIMITS["max_values"]:
-        raise refuse(f"the JSON holds more than {JSON_LIMITS['max_values']} values")
-    if _LONG_NUMBER.search(skeleton):
-        raise refuse(f"a number is longer than {JSON_LIMITS['max_number_chars']} characters")
-    steps = ({"[": 1, "{": 1}.get(c, -1) for c in brackets)
-    if max(accumulate(steps), default=0) > JSON_LIMITS["max_depth"]:
-        raise refuse(f"the JSON is nested more than {JSON_LIMITS['max_depth']} levels deep")
-
-    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        if len({key for key, _ in pairs}) != len(pairs):
-            raise refuse("a key appears twice in one object")
-        if any(len(key) > JSON_LIMITS["max_key_chars"] for key, _ in pairs):
-            raise refuse(f"a key is longer than {JSON_LIMITS['max_key_chars']} characters")
-        return dict(pairs)
-
-    def no_constant(name: str) -> Any:
-        raise refuse(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
-
-    try:
-        document = json.loads(text, object_pairs_hook=unique_keys, parse_constant=no_constant)
-        json.dumps(document, ensure_ascii=False).encode("utf-8")  # bounded now; fails on a lone surrogate
-    except ProxyError:
-        raise
-    except UnicodeEncodeError:
-        raise refuse("a string holds a lone surrogate (\\ud800-\\udfff): not Unicode text") from None
-    except (ValueError, RecursionError) as err:
-        raise refuse(f"the body is not valid JSON: {err}") from None
-    return document
+        return strict_json_loads(data, JSON_LIMITS)
+    except JsonRefused as err:
+        raise ProxyError(400, "invalid_json", str(err)) from None
 
 
 def _top_k(value: Any) -> int | None:

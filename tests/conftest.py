@@ -38,7 +38,7 @@ def build_image(docker_client):
 
 @pytest.fixture(scope="session")
 def built_images(build_image) -> dict[str, images.BuiltImage]:
-    return {name: build_image(name) for name in images.CONTEXTS}
+    return {name: build_image(name) for name in images.DOCKERFILES}
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ def test_images_are_built_on_the_chosen_base(built_images, docker_client):
         base_id = docker_client.images.get(built.base_image).id
         assert base_id in history, f"{built.tag} is not built on {built.base_image}"
         # The cache report counts every step of the Dockerfile once.
-        assert built.steps == cacheable_steps(images.CONTEXTS[name] / "Dockerfile"), built.summary()
+        assert built.steps == cacheable_steps(images.DOCKERFILES[name]), built.summary()
         assert 0 <= built.cached_steps <= built.steps
 
 

@@ -15,10 +15,10 @@ from validation import JSON_LIMITS
 
 LIMITS = JSON_LIMITS
 HOSTILE = {
-    "nesting": "[" * (LIMITS["max_depth"] + 1) + "]" * (LIMITS["max_depth"] + 1),
-    "values": json.dumps({"image": [0] * LIMITS["max_values"]}),
-    "long number": '{"top_k": 1' + "0" * LIMITS["max_number_chars"] + "}",
-    "long key": json.dumps({"k" * (LIMITS["max_key_chars"] + 1): 1}),
+    "nesting": "[" * (LIMITS.max_depth + 1) + "]" * (LIMITS.max_depth + 1),
+    "values": json.dumps({"image": [0] * LIMITS.max_values}),
+    "long number": '{"top_k": 1' + "0" * LIMITS.max_number_chars + "}",
+    "long key": json.dumps({"k" * (LIMITS.max_key_chars + 1): 1}),
     "duplicate keys": '{"image": "aGk=", "image": "aGk="}',
     "NaN": '{"image": "aGk=", "top_k": NaN}',
     "Infinity": '{"top_k": -Infinity, "image": "aGk="}',

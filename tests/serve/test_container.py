@@ -318,3 +318,43 @@ def test_schemathesis_finds_no_server_error(parity_container):
         timeout=300,
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+
+
+def test_hostile_json_in_flight_leaves_ping_and_predictions_answering(
+    serve_image, run_container, tiny_model_dir, images
+):
+    """Four 1 MB bodies of the shape that was quadratic (an unterminated string of escaped quotes) keep
+    arriving while /ping and a JPEG are sent: every hostile body is a 400, and both good requests a 200."""
+    base = ready(start(run_container, serve_image, tiny_model_dir))
+    hostile = b'{"instances": "' + b'\\"' * (1 << 19)
+    sending, done = threading.Barrier(5), threading.Event()
+    as_json = {"Content-Type": "application/json"}
+    refused: list[int] = []
+
+    def attack() -> None:
+        with httpx.Client(base_url=base, timeout=60) as client:
+            sending.wait()
+            for _ in range(50):  # bounded; ends sooner once the good requests are answered
+                answer = client.post("/invocations", content=hostile, headers=as_json)
+                refused.append(answer.status_code if answer.json().get("type") == "bad_json" else -1)
+                if done.is_set():
+                    return
+
+    attackers = [threading.Thread(target=attack) for _ in range(4)]
+    for thread in attackers:
+        thread.start()
+    sending.wait()
+    try:
+        with httpx.Client(base_url=base, timeout=10) as client:
+            ping = client.get("/ping")
+            jpeg = {"Content-Type": "image/jpeg"}
+            prediction = client.post("/invocations", content=images["square.jpg"], headers=jpeg)
+            in_flight = not done.is_set() and all(thread.is_alive() for thread in attackers)
+    finally:
+        done.set()
+        for thread in attackers:
+            thread.join()
+    assert in_flight
+    assert ping.status_code == 200
+    assert prediction.status_code == 200 and prediction.json()
+    assert refused and set(refused) == {400}

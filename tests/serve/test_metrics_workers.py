@@ -24,7 +24,9 @@ def two_workers(tiny_model_dir, tmp_path):
     port = free_port()
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "containers" / "serve"), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join(
+            [str(ROOT / "containers" / "serve"), str(ROOT), os.environ.get("PYTHONPATH", "")]
+        ),
         "SM_MODEL_DIR": str(tiny_model_dir),
         "SAGEMAKER_BIND_TO_PORT": str(port),
         "SAGEMAKER_MODEL_SERVER_WORKERS": "2",

@@ -5,9 +5,9 @@ import base64
 import json
 
 import pytest
-from kennel_serve import strict_json
-from kennel_serve.strict_json import LIMITS, JsonRefused
 
+from kennel_common import strict_json
+from kennel_common.strict_json import LIMITS, JsonRefused
 from tests.serve.conftest import assert_error
 
 GOOD = {"instances": [{"b64": base64.b64encode(b"\x89PNG not really").decode()}]}

@@ -24,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from kennel_serve import strict_json
+from kennel_common import strict_json
 from kennel_serve.model import RESPONSE_SHAPES
 
 JSON = "application/json"

@@ -3,8 +3,8 @@
 import io
 
 import numpy as np
-from kennel_serve import strict_json
 
+from kennel_common import strict_json
 from sagemaker_inference import content_types, errors
 
 

@@ -1,0 +1,148 @@
+"""The strict-JSON reader's cost is linear in the body for every shape an attacker can send, and one file
+serves both the serving image and the Lambda.
+
+Times are compared only with each other, in one run: time(4 MB) / time(1 MB) per shape (linear gives about
+4, quadratic 16), and every 6 MB body against `json.loads` on a valid 6 MB request."""
+
+import base64
+import contextlib
+import io
+import json
+import re
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from kennel_common import strict_json
+from kennel_common.strict_json import LIMITS, JsonRefused
+
+MB = 1 << 20
+ROOT = Path(__file__).resolve().parents[2]
+
+# Each shape, stretched to about n bytes.
+SHAPES: dict[str, Callable[[int], str]] = {
+    "unterminated string of escaped quotes": lambda n: '{"instances": "' + '\\"' * (n // 2),
+    "unterminated run of backslashes": lambda n: '{"instances": "' + "\\" * n,
+    "quotes alone": lambda n: '"' * n,
+    "quotes and spaces": lambda n: '" ' * (n // 2),
+    "escaped quotes inside a string": lambda n: '["' + 'a\\"' * (n // 3) + '"]',
+    "brackets inside a string": lambda n: '["' + "[{" * (n // 2) + '"]',
+    "many short keys": lambda n: "{" + ",".join(f'"k{i}":0' for i in range(n // 8)) + "}",
+    "nesting just under the limit": lambda n: (
+        "[" * (LIMITS.max_depth - 1) + '"' + "x" * n + '"' + "]" * (LIMITS.max_depth - 1)
+    ),
+    "nesting just over the limit": lambda n: (
+        "[" * (LIMITS.max_depth + 1) + '"' + "x" * n + '"' + "]" * (LIMITS.max_depth + 1)
+    ),
+    "numbers at the digit limit": lambda n: "[" + ("9" * LIMITS.max_number_chars + " ") * (n // 41) + "]",
+    "opening brackets": lambda n: "[" * n,
+    "closing brackets": lambda n: "]" * n,
+    "one long number": lambda n: "1" * n,
+}
+
+
+def read(body: bytes) -> None:
+    with contextlib.suppress(JsonRefused):
+        strict_json.loads(body)
+
+
+def fastest(work: Callable[[], object], repeats: int = 5) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def growth(reader: Callable[[bytes], None], shape: Callable[[int], str], small: int) -> float:
+    """time(4 x small) / time(small), each the fastest of five, measured alternately."""
+    bodies = [shape(small).encode(), shape(4 * small).encode()]
+    times = [float("inf"), float("inf")]
+    for _ in range(5):
+        for i, body in enumerate(bodies):
+            times[i] = min(times[i], fastest(lambda body=body: reader(body), repeats=1))
+    return times[1] / times[0]
+
+
+@pytest.mark.parametrize("name", SHAPES)
+def test_reading_grows_linearly_with_the_body(name):
+    assert growth(read, SHAPES[name], MB) < 8, f"{name}: superlinear"
+
+
+def test_the_growth_test_catches_the_quadratic_scan_it_replaced():
+    """The pattern that emptied strings before: it cannot match an unterminated string, so re.sub tries again
+    from every later quote. Small bodies, because it is quadratic."""
+    old = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+
+    def old_scan(body: bytes) -> None:
+        old.sub('""', body.decode())
+
+    assert growth(old_scan, SHAPES["unterminated string of escaped quotes"], 2048) > 8
+
+
+def test_every_6_mb_shape_is_read_in_a_twentieth_of_json_loads_on_a_valid_6_mb_request():
+    # A valid request at the body limit: one base64 image of 4.4 MB, 5.9 MB of JSON.
+    image = base64.b64encode(bytes(range(256)) * int(4.4 * MB / 256)).decode()
+    valid = json.dumps({"instances": [{"b64": image}]}).encode()
+    budget = 20 * fastest(lambda: json.loads(valid))
+    for name, shape in SHAPES.items():
+        body = shape(6 * MB).encode()
+        spent = fastest(lambda body=body: read(body), repeats=3)
+        assert spent < budget, f"{name}: {spent * 1e3:.0f} ms against {budget * 1e3:.0f} ms"
+
+
+def test_the_verdicts_of_the_corpus_at_1_mb():
+    """Refused with the rule it broke, or read: the corpus exercises each check, not only the clock."""
+    verdicts = {}
+    for name, shape in SHAPES.items():
+        try:
+            strict_json.loads(shape(MB).encode())
+            verdicts[name] = "read"
+        except JsonRefused as err:
+            verdicts[name] = str(err)
+    assert verdicts["escaped quotes inside a string"] == "read"
+    assert verdicts["brackets inside a string"] == "read"
+    assert verdicts["nesting just under the limit"] == "read"
+    assert "nested 17 deep" in verdicts["nesting just over the limit"]
+    assert "Unterminated string" in verdicts["unterminated string of escaped quotes"]
+    assert "Unterminated string" in verdicts["unterminated run of backslashes"]
+    for name in ("quotes alone", "quotes and spaces", "many short keys", "opening brackets"):
+        assert "values" in verdicts[name], name
+    assert "closing brackets" in verdicts["closing brackets"]
+    assert "number is longer" in verdicts["one long number"]
+    assert "delimiter" in verdicts["numbers at the digit limit"]
+
+
+def test_strings_are_emptied_up_to_the_most_a_valid_document_can_hold():
+    """A document within the limits has at most 2 * max_values + 1 strings; one more refuses the body."""
+    limits = strict_json.JsonLimits(max_values=10)
+    most = [f"k{i}" for i in range(5)]  # 5 keys and 5 values: 10 values and 10 keys, 20 strings
+    document = {key: key for key in most}
+    assert strict_json.loads(json.dumps(document), limits) == document
+    with pytest.raises(JsonRefused, match="more than 10 values"):
+        strict_json.loads('"' * (2 * 2 * limits.max_values + 4), limits)
+
+
+def test_one_file_serves_the_serving_image_and_the_lambda():
+    import validation
+    from kennel_serve import codecs
+    from sagemaker_inference import decoder
+
+    from deploy import function
+
+    assert codecs.strict_json is decoder.strict_json is strict_json
+    assert validation.strict_json_loads is strict_json.loads
+    with zipfile.ZipFile(io.BytesIO(function.package(ROOT / "lambda"))) as zf:
+        assert (
+            zf.read("kennel_common/strict_json.py")
+            == (ROOT / "kennel_common" / "strict_json.py").read_bytes()
+        )
+    # No second strict reader (duplicate-key hook, string-emptying pattern) in serving or the Lambda.
+    for folder in (ROOT / "containers" / "serve", ROOT / "lambda"):
+        for path in folder.rglob("*.py"):
+            text = path.read_text()
+            assert "object_pairs_hook" not in text and '[^"\\\\]' not in text, path
