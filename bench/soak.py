@@ -38,6 +38,7 @@ import httpx  # noqa: E402
 from kennel_train.synthetic import draw_image  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from tests.common.hostile_json import SHAPES  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 
 
@@ -69,8 +70,10 @@ def bomb_png() -> bytes:
 
 
 def hostile_json() -> dict[str, bytes]:
-    """Bodies whose structure, not their content, is the attack."""
+    """Bodies whose structure, not their content, is the attack: a few classic ones, and the strict-JSON
+    reader's cost corpus at 1 MB (the shapes that were quadratic before among them)."""
     return {
+        **{f"{name}, 1 MB": shape(1 << 20).encode() for name, shape in SHAPES.items()},
         "deep nesting": b"[" * 50_000 + b"]" * 50_000,
         "many values": b"[" + b"0," * 300_000 + b"0]",
         "long number": b'{"instances": ' + b"9" * 100_000 + b"}",
