@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from kennel_serve import card
 from kennel_serve.errors import EXCEPTION_HANDLERS
 from kennel_serve.loading import ModelState, load_model
 from kennel_serve.metrics import ServingMetrics
@@ -46,6 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.include_router(router)
-    app.add_middleware(RequestContext, metrics=metrics, routes=[route.path for route in router.routes])
+    app.include_router(card.router)  # local only: InvokeEndpoint never reaches it (card.py says why)
+    routes = [route.path for route in [*router.routes, *card.router.routes]]
+    app.add_middleware(RequestContext, metrics=metrics, routes=routes)
     log.info("settings", extra={"settings": settings.describe()})
     return app

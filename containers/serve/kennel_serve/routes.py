@@ -19,6 +19,7 @@ from kennel_serve.settings import MIB, Settings
 
 log = logging.getLogger("kennel_serve")
 PRECISION_HEADER = "X-Kennel-Precision"  # int8 or fp32: which model answered (absent for custom models)
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 router = APIRouter()
 
 
@@ -87,8 +88,17 @@ async def invocations(request: Request) -> Response:
         # A bug or a failing custom handler: the traceback goes to the log, the client gets the id.
         log.exception("invocation failed", extra={"request_id": request_id(request)})
         raise InferenceError(500, "internal_error", "the model failed on this request; see the log") from None
-    headers = {PRECISION_HEADER: state.runtime.classifier.precision} if state.runtime.classifier else None
-    return Response(content, media_type=content_type, headers=headers)
+    return Response(content, media_type=content_type, headers=precision_headers(state))
+
+
+def precision_headers(state: ModelState) -> dict[str, str] | None:
+    """Which model answered: X-Kennel-Precision, and the same as `precision=...` in the response's custom
+    attributes, the one container header that SageMaker hands back to an InvokeEndpoint caller (as
+    CustomAttributes), so the proxy can tell its clients on AWS too."""
+    classifier = state.runtime.classifier if state.runtime else None
+    if classifier is None:
+        return None
+    return {PRECISION_HEADER: classifier.precision, CUSTOM_ATTRIBUTES: f"precision={classifier.precision}"}
 
 
 @router.get("/execution-parameters")
