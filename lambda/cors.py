@@ -2,15 +2,18 @@
 
 from collections.abc import Mapping
 
+# What a page on an allowed origin may read of an answer (proxy.py sets the last two).
+EXPOSED = "Retry-After, X-Kennel-Precision, X-Request-Id"
+
 
 def cors_headers(origin: str | None, allowed: frozenset[str]) -> dict[str, str]:
     """The headers for a request from `origin`; none when the origin is not allowed."""
     if "*" in allowed:
-        return {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Retry-After"}
+        return {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": EXPOSED}
     if origin and origin.lower() in allowed:
         return {
             "Access-Control-Allow-Origin": origin,
-            "Access-Control-Expose-Headers": "Retry-After",
+            "Access-Control-Expose-Headers": EXPOSED,
             "Vary": "Origin",
         }
     return {}

@@ -2,6 +2,8 @@
 retries, or to a serving container when KENNEL_LOCAL_ENDPOINT_URL is set (local_runtime.py)."""
 
 import json
+import re
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import boto3
@@ -12,6 +14,17 @@ from local_runtime import LocalRuntime
 from settings import Settings
 
 ACCEPT = "application/json"
+# The serving image names the model that answered as `precision=int8` in the response's custom attributes;
+# anything else there is not passed on.
+PRECISION = re.compile(r"(?:^|[,;])\s*precision=([a-z0-9]{1,16})\s*(?:[,;]|$)")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The endpoint's JSON answer, and which of the model's precisions computed it (None: not said)."""
+
+    body: bytes
+    precision: str | None = None
 
 
 class Runtime(Protocol):
@@ -35,7 +48,7 @@ def runtime_client(settings: Settings) -> Runtime:
     return boto3.client("sagemaker-runtime", config=config)
 
 
-def invoke(runtime: Runtime, endpoint: str, image: bytes, content_type: str, top_k: int | None) -> bytes:
+def invoke(runtime: Runtime, endpoint: str, image: bytes, content_type: str, top_k: int | None) -> Prediction:
     """The endpoint's JSON predictions; every failure becomes a ProxyError with its HTTP status."""
     arguments: dict[str, Any] = {
         "EndpointName": endpoint,
@@ -54,4 +67,5 @@ def invoke(runtime: Runtime, endpoint: str, image: bytes, content_type: str, top
         json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
         raise ProxyError(502, "invalid_model_response", "the model endpoint did not answer JSON") from err
-    return body
+    match = PRECISION.search(response.get("CustomAttributes") or "")
+    return Prediction(body, match.group(1) if match else None)

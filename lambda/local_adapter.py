@@ -7,8 +7,9 @@
 In docker compose it runs as the `proxy` service (lambda/Dockerfile) with KENNEL_LOCAL_ENDPOINT_URL pointing
 at the `serve` container. Each request becomes a payload 2.0 function-URL event (bodies base64-encoded
 unless they are text, as function URLs do) and goes to `proxy.handler`, so local requests take the same
-code path as deployed ones. GET /ping answers 200 from the adapter itself, for healthchecks. Not part of
-the Lambda zip.
+code path as deployed ones. GET /ping answers 200 from the adapter itself, for healthchecks; GET / is the
+page to try the model (lambda/page/), whose GET /model and /model/report go to the serving container. Not
+part of the Lambda zip.
 
 Settings: KENNEL_PROXY_HOST (127.0.0.1; the image sets 0.0.0.0), KENNEL_PROXY_PORT (9000), and the
 handler's own (defaults.py).
@@ -25,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import page
 import proxy
 
 # A function URL refuses request payloads over Lambda's 6 MB invocation limit before the function runs.
@@ -97,8 +99,11 @@ class AdapterHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
-        if urlsplit(self.path).path == "/ping":
+        path = urlsplit(self.path).path
+        if path == "/ping":
             self._send(200, {"Content-Type": "application/json"}, b'{"status": "ok"}')
+        elif path in page.ROUTES:  # the page to try the model, and its model card (lambda/page/)
+            self._send(*page.get(path, proxy.SETTINGS.local_endpoint_url))
         else:
             self._invoke()
 

@@ -40,6 +40,9 @@ from validation import read_image
 SETTINGS = Settings.from_env(os.environ)
 RUNTIME = runtime_client(SETTINGS)
 FETCHER = UrlFetcher(SETTINGS.fetch_policy())
+# On every reply: the request id (also in error bodies) and, on predictions, which model computed them.
+REQUEST_ID_HEADER = "X-Request-Id"
+PRECISION_HEADER = "X-Kennel-Precision"
 
 
 def answer(
@@ -53,8 +56,11 @@ def answer(
         if request.method != "POST":
             raise ProxyError(405, "method_not_allowed", "use POST", headers={"Allow": "POST, OPTIONS"})
         image, content_type, top_k = read_image(request, settings.max_image_bytes, fetcher)
-        predictions = invoke(runtime, settings.endpoint_name, image, content_type, top_k)
-        return Reply(200, predictions, {"Content-Type": "application/json", **cors})
+        prediction = invoke(runtime, settings.endpoint_name, image, content_type, top_k)
+        headers = {"Content-Type": "application/json", REQUEST_ID_HEADER: request_id, **cors}
+        if prediction.precision:
+            headers[PRECISION_HEADER] = prediction.precision
+        return Reply(200, prediction.body, headers)
     except ProxyError as err:
         return error_reply(err, request_id, cors)
 
@@ -66,7 +72,7 @@ def error_reply(err: ProxyError, request_id: str, cors: Mapping[str, str]) -> Re
     return Reply(
         err.status,
         json.dumps(body).encode(),
-        {"Content-Type": "application/json", **cors, **err.headers},
+        {"Content-Type": "application/json", REQUEST_ID_HEADER: request_id, **cors, **err.headers},
         error_type=err.type,
         model_status=err.extra.get("model_status"),
         detail=str(err.__cause__) if err.__cause__ else None,
