@@ -5,7 +5,7 @@
 # did or reused.
 #
 #   scripts/setup.sh            all steps
-#   scripts/setup.sh engine     one step: engine | compose | base | registry | venv | sdk
+#   scripts/setup.sh engine     one step: engine | compose | base | registry | venv | sdk | browser | axe
 #
 # On a workstation with Docker and internet the first three steps find everything in place. On a bare
 # Debian machine without systemd or a reachable registry (our CI) they install the engine from Debian,
@@ -203,8 +203,32 @@ step_venv() { ensure_venv "host venv" "$VENV" "$ROOT/requirements-dev.txt" "$ROO
 # environment; tests/sdk/ runs it there, with scripts/docker-compose first on PATH.
 step_sdk() { ensure_venv "sdk venv" "$SDK_VENV" "$ROOT/requirements-sdk.txt"; }
 
+# The browser tests (tests/browser/) drive Debian's Chromium through Playwright, whose own browser download
+# cannot work without its CDN, and check the page with axe-core from npm, kept in .kennel/axe for them only.
+AXE_VERSION=4.14.1
+step_browser() {
+    if command -v chromium >/dev/null; then
+        say "browser: chromium present ($(chromium --version 2>/dev/null | awk '{print $2}'))"
+        return
+    fi
+    say "browser: installing Debian's chromium"
+    apt_install chromium
+    say "browser: installed ($(chromium --version 2>/dev/null | awk '{print $2}'))"
+}
+
+step_axe() {
+    local axe="$STATE/axe/node_modules/axe-core"
+    if [ -f "$axe/axe.min.js" ] && grep -q "\"version\": \"$AXE_VERSION\"" "$axe/package.json"; then
+        say "axe-core: $AXE_VERSION in $STATE/axe, reused"
+        return
+    fi
+    command -v npm >/dev/null || apt_install npm
+    npm install --prefix "$STATE/axe" --no-save --no-audit --no-fund --loglevel=error "axe-core@$AXE_VERSION" >/dev/null
+    say "axe-core: installed $AXE_VERSION into $STATE/axe"
+}
+
 case "${1:-all}" in
-    all) step_engine; step_compose; step_base; step_registry; step_venv; step_sdk ;;
-    engine | compose | base | registry | venv | sdk) "step_$1" ;;
-    *) die "unknown step '$1' (engine | compose | base | registry | venv | sdk)" ;;
+    all) step_engine; step_compose; step_base; step_registry; step_venv; step_sdk; step_browser; step_axe ;;
+    engine | compose | base | registry | venv | sdk | browser | axe) "step_$1" ;;
+    *) die "unknown step '$1' (engine | compose | base | registry | venv | sdk | browser | axe)" ;;
 esac
