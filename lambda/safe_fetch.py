@@ -12,11 +12,13 @@ The rules, each enforced on every hop of a redirect chain:
 - every address the host resolves to must be public (`is_public_address`; README.md lists the ranges), and
   the connection goes to an address that was checked, so a second DNS answer cannot swap in another one;
   TLS still verifies the certificate against the host name;
-- at most `max_bytes` of body, a connect timeout per connection and one deadline for the whole fetch,
-  name resolution included.
+- at most `max_bytes` of body, a connect timeout per connection and one deadline for the whole fetch:
+  name resolution, connecting, the TLS handshake and every read of the answer, so a server that sends a
+  byte at a time cannot stretch it.
 """
 
 import http.client
+import io
 import ipaddress
 import socket
 import ssl
@@ -25,6 +27,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -120,18 +123,68 @@ def resolve_host(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    """An HTTPS connection to a host name that connects to one already-checked address."""
+class _DeadlineSocket:
+    """What http.client uses of a socket (sendall, makefile, close), where every read and write may take
+    only the time left before `deadline`. A timeout per read is not enough: a server that sends one byte
+    every few tenths of a second never lets a read time out, and http.client reads the status line,
+    headers, chunk-size lines and trailers a line at a time, each through as many reads as it takes."""
 
-    def __init__(self, host: str, port: int, address: str, context: ssl.SSLContext, timeout: float):
+    def __init__(self, sock: socket.socket, deadline: float):
+        self._sock = sock
+        self._deadline = deadline
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            self._sock.settimeout(_remaining(self._deadline))
+            view = view[self._sock.send(view) :]
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        # The socket's own unbuffered reader, so closing the connection leaves the socket open until the
+        # response is closed too, as with a plain socket (socket.makefile counts its readers).
+        return io.BufferedReader(
+            _DeadlineReader(self._sock, self._sock.makefile("rb", buffering=0), self._deadline)
+        )
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class _DeadlineReader(io.RawIOBase):
+    def __init__(self, sock: socket.socket, raw: io.RawIOBase, deadline: float):
+        self._sock = sock
+        self._raw = raw
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        self._sock.settimeout(_remaining(self._deadline))
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """An HTTPS connection to a host name that connects to one already-checked address. Connecting and the
+    TLS handshake take at most `timeout` together; everything after them ends by `deadline`."""
+
+    def __init__(
+        self, host: str, port: int, address: str, context: ssl.SSLContext, timeout: float, deadline: float
+    ):
         super().__init__(host, port, timeout=timeout, context=context)
         self._address = address
         self._tls = context
+        self._deadline = deadline
 
     def connect(self) -> None:
+        # The handshake runs under the socket's timeout as one whole (ssl gives it a single deadline).
         raw = socket.create_connection((self._address, self.port), self.timeout)
         try:
-            self.sock = self._tls.wrap_socket(raw, server_hostname=self.host)
+            self.sock = _DeadlineSocket(self._tls.wrap_socket(raw, server_hostname=self.host), self._deadline)
         except BaseException:
             raw.close()
             raise
@@ -239,9 +292,7 @@ class UrlFetcher:
     ) -> FetchedImage | str:
         """The image, or the Location of a redirect."""
         connection = self._connect(host, port, addresses, deadline)
-        # Held here because the connection lets go of its socket when the answer says it will close
-        # (HTTP/1.0, `Connection: close`); the response goes on reading from the same socket.
-        sock = connection.sock
+        response = None
         try:
             connection.request("GET", target, headers={"Accept": "image/*", "User-Agent": "kennel-proxy"})
             response = connection.getresponse()
@@ -263,17 +314,21 @@ class UrlFetcher:
                 }
             ):
                 raise NotAnImage(f"the image URL returned {content_type!r}, not an image")
-            body = self._read_capped(sock, response, deadline)
+            body = self._read_capped(response)
             image_type = content_type if content_type.startswith("image/") else "application/x-image"
             return FetchedImage(body=body, content_type=image_type)
         finally:
+            # The response holds the socket open past the connection's close (an answer that says it will
+            # close makes http.client let go of the socket early); closing both closes it.
+            if response is not None:
+                response.close()
             connection.close()
 
     def _connect(self, host: str, port: int, addresses: list[str], deadline: float) -> _PinnedHTTPSConnection:
         last: OSError | None = None
         for address in addresses:
             timeout = min(self.policy.connect_timeout_s, _remaining(deadline))
-            connection = _PinnedHTTPSConnection(host, port, address, self._ssl_context, timeout)
+            connection = _PinnedHTTPSConnection(host, port, address, self._ssl_context, timeout, deadline)
             try:
                 connection.connect()
             except ssl.SSLError:
@@ -283,19 +338,17 @@ class UrlFetcher:
                 connection.close()
                 last = err
                 continue
-            connection.sock.settimeout(_remaining(deadline))
             return connection
         assert last is not None
         raise last
 
-    def _read_capped(self, sock: socket.socket, response: http.client.HTTPResponse, deadline: float) -> bytes:
+    def _read_capped(self, response: http.client.HTTPResponse) -> bytes:
         cap = self.policy.max_bytes
         if response.length is not None and response.length > cap:
             raise ImageTooLarge(f"the image is larger than {cap} bytes")
         chunks: list[bytes] = []
         size = 0
         while True:
-            sock.settimeout(_remaining(deadline))
             chunk = response.read1(CHUNK_BYTES)
             if not chunk:
                 return b"".join(chunks)

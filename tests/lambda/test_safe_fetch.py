@@ -7,6 +7,7 @@ import ipaddress
 import json
 import socket
 import threading
+import time
 
 import proxy
 import pytest
@@ -469,3 +470,61 @@ def test_the_proxys_fetcher_uses_the_public_address_rule():
     assert proxy.FETCHER._address_allowed is safe_fetch.is_public_address
     with pytest.raises(safe_fetch.UrlNotAllowed, match="non-public"):
         UrlFetcher(settings.fetch_policy()).fetch("https://127.0.0.1/dog.jpg")
+
+
+CHUNKED = b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n"
+# Where a server can keep a fetch waiting one byte at a time: (sent at once, then dripped). Each drip
+# takes 8 s or more at one byte per 0.4 s, and no single read waits longer than 0.4 s.
+DRIPS = {
+    "status line and headers": (
+        b"",
+        b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 4\r\n\r\nabcd",
+    ),
+    "chunk-size line": (CHUNKED + b"4\r\nabcd\r\n", b"00000000000000000004\r\nabcd\r\n0\r\n\r\n"),
+    "body with a Content-Length": (
+        b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 20\r\n\r\n",
+        b"x" * 20,
+    ),
+    "chunked body": (CHUNKED + b"14\r\n", b"x" * 20 + b"\r\n0\r\n\r\n"),
+    "trailer": (CHUNKED + b"4\r\nabcd\r\n0\r\n", b"X-Checksum: 0123456789\r\n\r\n"),
+}
+
+
+@pytest.mark.parametrize("part", DRIPS)
+def test_a_server_that_drips_its_answer_is_cut_off_at_the_deadline(
+    moto, dripping_server, certificate, context, monkeypatch, part
+):
+    prompt, drip = DRIPS[part]
+    server = dripping_server(prompt, drip, interval_s=0.4)
+    fetcher = fetcher_for(
+        certificate, {f"127.0.0.1:{server.port}"}, address_allowed=loopback_only, read_timeout_s=1.0
+    )
+    monkeypatch.setattr(proxy, "FETCHER", fetcher)
+
+    started = time.monotonic()
+    reply = proxy.handler({"url": f"{server.url}/dog.jpg"}, context)
+    elapsed = time.monotonic() - started
+
+    assert reply["statusCode"] == 504, reply["body"]
+    assert json.loads(reply["body"])["type"] == "url_fetch_timeout"
+    # The drip lasts 8 s or more; only a deadline on the whole fetch (1 s) ends it this early.
+    assert elapsed < 3.0, f"the fetch went on for {elapsed:.1f} s"
+
+
+def test_a_tls_handshake_that_crawls_ends_at_the_deadline(images, dripping_relay, certificate):
+    """The real server's handshake, passed on one byte every 0.1 s (its certificate alone takes minutes);
+    the connect timeout is longer than the whole fetch's, and the fetch still ends at its deadline."""
+    relay_port = dripping_relay(images.port, 0.1)
+    policy = FetchPolicy(
+        allowed_hosts=frozenset({f"127.0.0.1:{relay_port}"}),
+        max_bytes=1000,
+        connect_timeout_s=30.0,
+        read_timeout_s=1.0,
+    )
+    fetcher = UrlFetcher(policy, ssl_context=certificate.client_context(), address_allowed=loopback_only)
+
+    started = time.monotonic()
+    with pytest.raises(safe_fetch.FetchTimeout):
+        fetcher.fetch(f"https://127.0.0.1:{relay_port}/dog.jpg")
+    assert time.monotonic() - started < 3.0
+    assert images.requests == []
