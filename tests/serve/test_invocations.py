@@ -102,7 +102,21 @@ def test_top_k_from_custom_attributes(tiny_client, images):
     check_predictions(response.json()["predictions"][0], top_k=3)
 
 
-@pytest.mark.parametrize("attributes", ["top_k=0", "top_k=many", "top_k=-3"])
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        "top_k=0",
+        "top_k=many",
+        "top_k=-3",
+        # Only ASCII digits: int() alone reads each of these (or raises on the last two).
+        "top_k=+3",
+        "top_k=1_0",
+        "top_k=0x10",
+        "top_k=²".encode(),
+        "top_k=٣".encode(),
+        "top_k=" + "9" * 5000,
+    ],
+)
 def test_bad_top_k_is_400(tiny_client, images, attributes):
     headers = {"Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": attributes}
     response = tiny_client.post("/invocations", content=images["square.jpg"], headers=headers)

@@ -17,6 +17,7 @@ application/jsonlines has, per image and one per line, what a request with that 
 
 import base64
 import binascii
+import contextlib
 import io
 import json
 from collections.abc import Callable
@@ -116,12 +117,15 @@ def parse_top_k(custom_attributes: str | None, default: int) -> int:
     value = custom_attribute(custom_attributes, "top_k")
     if value is None:
         return default
-    try:
-        top_k = int(value)
-    except ValueError:
-        top_k = 0
+    # ASCII digits only: int() alone also reads "+3", "1_0" and digits of other scripts ("٣").
+    top_k = 0
+    if value.isascii() and value.isdigit():
+        with contextlib.suppress(ValueError):  # more digits than int() converts (4300)
+            top_k = int(value)
     if top_k < 1:
-        raise InferenceError(400, "bad_custom_attributes", f"top_k must be a positive integer, not {value!r}")
+        raise InferenceError(
+            400, "bad_custom_attributes", f"top_k must be a positive integer, not {value[:40]!r}"
+        )
     return top_k
 
 
