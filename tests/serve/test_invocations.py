@@ -3,6 +3,8 @@ every error status, over the tiny model."""
 
 import base64
 import json
+import logging
+import string
 
 import numpy as np
 import pytest
@@ -247,6 +249,31 @@ def test_request_id_is_the_inference_id_when_given(tiny_client, images):
     assert response.headers["x-request-id"] == "abc-123"
     response = tiny_client.post("/invocations", content=b"x", headers={"Content-Type": "text/plain"})
     assert response.json()["request_id"] == response.headers["x-request-id"] != "abc-123"
+
+
+@pytest.mark.parametrize(
+    ("inference_id", "request_id"),
+    [
+        ("abc-123 <b>" + "x" * 10_000, "abc-123__b_" + "x" * 53),
+        ('order#42/"img" 3', "order_42__img__3"),
+        ("café-Ω".encode(), "caf__-__"),  # UTF-8 bytes, read as Latin-1 by the server
+        ("   ", None),
+    ],
+)
+def test_the_inference_id_is_bounded_not_refused(tiny_client, images, caplog, inference_id, request_id):
+    caplog.set_level(logging.INFO, logger="kennel_serve")
+    headers = {"Content-Type": "image/jpeg", "X-Amzn-SageMaker-Inference-Id": inference_id}
+
+    response = tiny_client.post("/invocations", content=images["square.jpg"], headers=headers)
+
+    assert response.status_code == 200
+    echoed = response.headers["x-request-id"]
+    (record,) = [r for r in caplog.records if r.getMessage() == "request"]
+    assert record.request_id == echoed
+    assert 0 < len(echoed) <= 64
+    assert set(echoed) <= set(string.ascii_letters + string.digits + "-_.:")
+    if request_id is not None:
+        assert echoed == request_id
 
 
 def test_unknown_route_and_method_keep_the_error_shape(tiny_client):
