@@ -16,6 +16,7 @@ from tests.serve.conftest import (
     as_decoded,
     assert_error,
     encode,
+    png_header,
     serving,
     torch_probabilities,
 )
@@ -209,6 +210,39 @@ def test_decompression_bomb_is_refused_before_decoding(tiny_model_dir):
         response = client.post("/invocations", content=bomb, headers={"Content-Type": "image/png"})
         body = assert_error(response, 400, "image_too_large")
         assert "4000x4000" in body["error"]
+
+
+def json_of(images: list[bytes]) -> dict:
+    return {"instances": [{"b64": b64(image)} for image in images]}
+
+
+def test_a_thousand_images_of_40_megapixels_are_refused_before_any_is_decoded(tiny_client):
+    """The largest request the other limits let through: 1000 images (the most per request), each just
+    under KENNEL_MAX_IMAGE_PIXELS. The default pixel budget refuses it with 413, not the 400 that decoding
+    these header-only images would give."""
+    image = png_header(6000, 6666)
+    response = tiny_client.post("/invocations", json=json_of([image] * 1000))
+
+    body = assert_error(response, 413, "too_many_pixels")
+    assert body["limit_pixels"] == 200_000_000
+    assert body["setting"] == "KENNEL_MAX_REQUEST_PIXELS"
+
+
+def test_the_pixel_budget_counts_every_image_of_a_request(tiny_model_dir, images):
+    with serving(tiny_model_dir, max_request_pixels=3_000_000) as client:
+        within = client.post("/invocations", json=json_of([png_header(1000, 1000)] * 3))
+        over = client.post("/invocations", json=json_of([png_header(1000, 1000)] * 3 + [png_header(1, 1)]))
+        lines = client.post(
+            "/invocations",
+            content=b"\n".join(json.dumps({"b64": b64(png_header(1000, 1501))}).encode() for _ in range(2)),
+            headers={"Content-Type": "application/jsonlines"},
+        )
+        real = client.post("/invocations", json=json_of([images["square.jpg"]] * 3))
+
+    assert_error(within, 400, "bad_image")  # within the budget: decoded, and these cannot be
+    assert_error(over, 413, "too_many_pixels")
+    assert_error(lines, 413, "too_many_pixels")
+    assert real.status_code == 200
 
 
 def test_over_the_limit_is_413_from_content_length(tiny_model_dir, images):
