@@ -237,9 +237,11 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self._deadline = deadline
 
     def connect(self) -> None:
-        # The handshake runs under the socket's timeout as one whole (ssl gives it a single deadline).
+        handshake_by = min(time.monotonic() + self.timeout, self._deadline)
         raw = socket.create_connection((self._address, self.port), self.timeout)
         try:
+            # ssl gives the whole handshake one deadline: the socket's timeout when it starts.
+            raw.settimeout(_remaining(handshake_by))
             self.sock = _DeadlineSocket(self._tls.wrap_socket(raw, server_hostname=self.host), self._deadline)
         except BaseException:
             raw.close()
