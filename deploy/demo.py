@@ -16,7 +16,6 @@ endpoint serves, in S3.
 import argparse
 import importlib.util
 import json
-import re
 import tarfile
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,7 +38,6 @@ MAX_BODY_BYTES = 6 * 1024 * 1024  # what a function URL and InvokeEndpoint take
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 MAX_REPORT_BYTES = 64 * 1024 * 1024
 PASSED_HEADERS = ("Content-Type", "X-Kennel-Precision", "X-Request-Id", "Retry-After")
-PRECISION = re.compile(r"(?:^|[,;])\s*precision=([a-z0-9]{1,16})\s*(?:[,;]|$)")
 # The training report is the training image's own page: its inline script and style, nothing from outside.
 REPORT_CSP = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; "
@@ -128,10 +126,20 @@ class Endpoint:
         except BotoCoreError as err:
             return refusal(502, "endpoint_unreachable", f"the endpoint could not be reached: {err}")
         headers = {"X-Request-Id": answer.get("ResponseMetadata", {}).get("RequestId", "")}
-        match = PRECISION.search(answer.get("CustomAttributes") or "")
-        if match:
-            headers["X-Kennel-Precision"] = match.group(1)
+        precision = precision_of(answer.get("CustomAttributes"))
+        if precision:
+            headers["X-Kennel-Precision"] = precision
         return 200, {"Content-Type": "application/json", **headers}, data
+
+
+def precision_of(custom_attributes: str | None) -> str | None:
+    """`precision=int8` from the endpoint's response custom attributes, as the Lambda reads it
+    (lambda/endpoint.py's precision_of)."""
+    for item in (custom_attributes or "").replace(";", ",").split(","):
+        name, _, value = item.strip().partition("=")
+        if name == "precision" and 0 < len(value) <= 16 and value.isascii() and value.isalnum():
+            return value if value == value.lower() else None
+    return None
 
 
 def endpoint_error(err: ClientError) -> Answer:

@@ -2,7 +2,6 @@
 retries, or to a serving container when KENNEL_LOCAL_ENDPOINT_URL is set (local_runtime.py)."""
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -14,9 +13,6 @@ from local_runtime import LocalRuntime
 from settings import Settings
 
 ACCEPT = "application/json"
-# The serving image names the model that answered as `precision=int8` in the response's custom attributes;
-# anything else there is not passed on.
-PRECISION = re.compile(r"(?:^|[,;])\s*precision=([a-z0-9]{1,16})\s*(?:[,;]|$)")
 
 
 @dataclass(frozen=True)
@@ -67,5 +63,14 @@ def invoke(runtime: Runtime, endpoint: str, image: bytes, content_type: str, top
         json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
         raise ProxyError(502, "invalid_model_response", "the model endpoint did not answer JSON") from err
-    match = PRECISION.search(response.get("CustomAttributes") or "")
-    return Prediction(body, match.group(1) if match else None)
+    return Prediction(body, precision_of(response.get("CustomAttributes")))
+
+
+def precision_of(custom_attributes: str | None) -> str | None:
+    """The `precision=int8` that the serving image puts in its response's custom attributes (comma- or
+    semicolon-separated, as SageMaker's are), when its value is one short lowercase word; else None."""
+    for item in (custom_attributes or "").replace(";", ",").split(","):
+        name, _, value = item.strip().partition("=")
+        if name == "precision" and 0 < len(value) <= 16 and value.isascii() and value.isalnum():
+            return value if value == value.lower() else None
+    return None

@@ -11,14 +11,22 @@ code path as deployed ones. GET /ping answers 200 from the adapter itself, for h
 page to try the model (lambda/page/), whose GET /model and /model/report go to the serving container. Not
 part of the Lambda zip.
 
-Settings: KENNEL_PROXY_HOST (127.0.0.1; the image sets 0.0.0.0), KENNEL_PROXY_PORT (9000), and the
-handler's own (defaults.py).
+Settings: KENNEL_PROXY_HOST (127.0.0.1; the image sets 0.0.0.0, and docker-compose.yml publishes the
+port on 127.0.0.1 unless KENNEL_BIND_ADDRESS says otherwise), KENNEL_PROXY_PORT (9000), and the handler's
+own (defaults.py).
+
+A client gets CLIENT_TIMEOUT_S for each read of its request line and headers and for its whole body
+(408 past it), and at most MAX_CONNECTIONS connections are served at once (503 with Retry-After beyond),
+so no client can hold a thread for long or make the adapter start threads without end.
 """
 
 import base64
+import contextlib
 import json
 import os
 import signal
+import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -31,6 +39,12 @@ import proxy
 
 # A function URL refuses request payloads over Lambda's 6 MB invocation limit before the function runs.
 MAX_REQUEST_BYTES = 6 * 1024 * 1024
+# Seconds a client has for each read of its request line and headers (an idle keep-alive connection
+# closes after as long), and for its whole body: a Content-Length larger than the body, or a body sent a
+# byte at a time, frees its thread by then.
+CLIENT_TIMEOUT_S = 10.0
+# Connections served at once, one thread each; a connection past them is answered 503 and closed.
+MAX_CONNECTIONS = 64
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
 
 
@@ -119,25 +133,28 @@ class AdapterHandler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._invoke()
 
+    def setup(self) -> None:
+        self.timeout = self.server.client_timeout_s  # StreamRequestHandler sets it on the connection
+        super().setup()
+
     def _invoke(self) -> None:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            error = {"error": "send the body with a Content-Length", "type": "length_required"}
-            self.close_connection = True
-            self._send(411, {"Content-Type": "application/json"}, json.dumps(error).encode())
-            return
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0 or length > MAX_REQUEST_BYTES:
-            error = {
-                "error": f"the request must be under {MAX_REQUEST_BYTES} bytes",
-                "type": "request_too_large",
-            }
-            self.close_connection = True
-            self._send(413, {"Content-Type": "application/json"}, json.dumps(error).encode())
-            return
-        body = self.rfile.read(length) if length else b""
+            return self._refuse(411, "length_required", "send the body with a Content-Length")
+        lengths = {value.strip(" \t") for value in self.headers.get_all("Content-Length") or ["0"]}
+        length = lengths.pop() if len(lengths) == 1 else ""
+        # RFC 9110's 1*DIGIT, in ASCII: int() alone would also read "+10", "1_0" and other scripts' digits.
+        if not (length.isascii() and length.isdigit()):
+            return self._refuse(400, "invalid_content_length", "send one Content-Length, in decimal digits")
+        significant = length.lstrip("0")
+        if len(significant) > len(str(MAX_REQUEST_BYTES)) or int(significant or "0") > MAX_REQUEST_BYTES:
+            return self._refuse(
+                413, "request_too_large", f"the request must be under {MAX_REQUEST_BYTES} bytes"
+            )
+        body = self._read_body(int(significant or "0"))
+        if body is None:
+            return self._refuse(
+                408, "request_timeout", f"the body did not arrive within {self.timeout:g} s of its headers"
+            )
         event = function_url_event(
             self.command, self.path, dict(self.headers.items()), body, self.client_address[0]
         )
@@ -145,6 +162,33 @@ class AdapterHandler(BaseHTTPRequestHandler):
         payload = response.get("body") or ""
         data = base64.b64decode(payload) if response.get("isBase64Encoded") else payload.encode("utf-8")
         self._send(response["statusCode"], response.get("headers") or {}, data)
+
+    def _read_body(self, length: int) -> bytes | None:
+        """`length` bytes of body, or None when they do not all arrive within the client timeout."""
+        deadline = time.monotonic() + self.timeout
+        chunks, left = [], length
+        while left:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self.connection.settimeout(remaining)
+            try:
+                chunk = self.rfile.read1(min(left, 1 << 16))
+            except TimeoutError:
+                return None
+            if not chunk:  # the client stopped sending and closed
+                return None
+            chunks.append(chunk)
+            left -= len(chunk)
+        self.connection.settimeout(self.timeout)
+        return b"".join(chunks)
+
+    def _refuse(self, status: int, kind: str, message: str) -> None:
+        """An answer from the adapter itself, before the handler; the connection closes after it."""
+        self.close_connection = True
+        body = json.dumps({"error": message, "type": kind}).encode()
+        with contextlib.suppress(OSError):  # a client that has gone away
+            self._send(status, {"Content-Type": "application/json"}, body)
 
     def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
         self.send_response(status)
@@ -158,10 +202,48 @@ class AdapterHandler(BaseHTTPRequestHandler):
         """The handler logs one JSON line per request; the access log would repeat it."""
 
 
-def make_server(host: str, port: int) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer((host, port), AdapterHandler)
-    server.daemon_threads = True
-    return server
+class AdapterServer(ThreadingHTTPServer):
+    """A thread per connection, at most `max_connections` of them at once."""
+
+    daemon_threads = True
+    BUSY = b'{"error": "the proxy is serving as many connections as it can; retry", "type": "proxy_busy"}'
+
+    def __init__(self, address: tuple[str, int], client_timeout_s: float, max_connections: int):
+        super().__init__(address, AdapterHandler)
+        self.client_timeout_s = client_timeout_s
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if self._slots.acquire(blocking=False):
+            try:
+                super().process_request(request, client_address)
+            except BaseException:
+                self._slots.release()
+                raise
+            return
+        # Answered here, on the accepting thread, without waiting for the request: whatever has arrived
+        # of it is read first, so that closing with unread bytes does not reset the answer away.
+        with contextlib.suppress(OSError):
+            request.recv(1 << 16, socket.MSG_DONTWAIT)
+        with contextlib.suppress(OSError):
+            request.sendall(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+                + f"Connection: close\r\nContent-Length: {len(self.BUSY)}\r\n\r\n".encode()
+                + self.BUSY
+            )
+        self.shutdown_request(request)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def make_server(
+    host: str, port: int, client_timeout_s: float = CLIENT_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS
+) -> AdapterServer:
+    return AdapterServer((host, port), client_timeout_s, max_connections)
 
 
 def main() -> None:

@@ -12,11 +12,13 @@ The rules, each enforced on every hop of a redirect chain:
 - every address the host resolves to must be public (`is_public_address`; README.md lists the ranges), and
   the connection goes to an address that was checked, so a second DNS answer cannot swap in another one;
   TLS still verifies the certificate against the host name;
-- at most `max_bytes` of body, a connect timeout per connection and one deadline for the whole fetch,
-  name resolution included.
+- at most `max_bytes` of body, a connect timeout per connection and one deadline for the whole fetch:
+  name resolution, connecting, the TLS handshake and every read of the answer, so a server that sends a
+  byte at a time cannot stretch it.
 """
 
 import http.client
+import io
 import ipaddress
 import socket
 import ssl
@@ -25,6 +27,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -41,12 +44,67 @@ IPV4_IN_LAST_32_BITS = (
     ipaddress.IPv6Network("::ffff:0:0:0/96"),  # IPv4-translated (RFC 2765)
     ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64 well-known prefix (RFC 6052)
 )
-# Refused outright, whatever they carry: where the packet goes is decided by a network we cannot see.
-REFUSED_IPV6 = (
-    ipaddress.IPv6Network("64:ff9b:1::/48"),  # NAT64 local-use prefix (RFC 8215)
-    ipaddress.IPv6Network("2001::/32"),  # Teredo (RFC 4380)
-    ipaddress.IPv6Network("fec0::/10"),  # site-local, deprecated (RFC 3879), which ipaddress calls global
+# The guard's own tables, so that what it refuses does not change with the Python version (the ipaddress
+# module of 3.11 calls 192.0.0.8, 192.88.99.0/24 and 3fff::/20 global). Every block of the IANA IPv4
+# Special-Purpose Address Registry (https://www.iana.org/assignments/iana-ipv4-special-registry), and
+# multicast. The registry marks a few blocks globally reachable (the anycast addresses in 192.0.0.0/24,
+# AS112, AMT); they are refused too, since no image is served from them.
+SPECIAL_IPV4 = tuple(
+    ipaddress.IPv4Network(block)
+    for block in (
+        "0.0.0.0/8",  # "this network" (RFC 791)
+        "10.0.0.0/8",  # private use (RFC 1918)
+        "100.64.0.0/10",  # shared address space, carrier-grade NAT (RFC 6598)
+        "127.0.0.0/8",  # loopback (RFC 1122)
+        "169.254.0.0/16",  # link local (RFC 3927), where 169.254.169.254 is the metadata service
+        "172.16.0.0/12",  # private use (RFC 1918)
+        # IETF protocol assignments (RFC 6890): DS-Lite 192.0.0.0/29 (RFC 7335), the dummy address
+        # 192.0.0.8 (RFC 7600), PCP and TURN anycast, NAT64 discovery 192.0.0.170/31 (RFC 7050).
+        "192.0.0.0/24",
+        "192.0.2.0/24",  # documentation, TEST-NET-1 (RFC 5737)
+        "192.31.196.0/24",  # AS112-v4 (RFC 7535)
+        "192.52.193.0/24",  # AMT (RFC 7450)
+        "192.88.99.0/24",  # 6to4 relay anycast, deprecated (RFC 7526)
+        "192.168.0.0/16",  # private use (RFC 1918)
+        "192.175.48.0/24",  # direct delegation AS112 service (RFC 7534)
+        "198.18.0.0/15",  # benchmarking (RFC 2544)
+        "198.51.100.0/24",  # documentation, TEST-NET-2 (RFC 5737)
+        "203.0.113.0/24",  # documentation, TEST-NET-3 (RFC 5737)
+        "224.0.0.0/4",  # multicast (RFC 5771; the IPv4 multicast address space registry)
+        "240.0.0.0/4",  # reserved (RFC 1112), with 255.255.255.255, the limited broadcast (RFC 919)
+    )
 )
+# Every block of the IANA IPv6 Special-Purpose Address Registry
+# (https://www.iana.org/assignments/iana-ipv6-special-registry) but the three that carry an IPv4 address
+# (::ffff:0:0/96, 64:ff9b::/96, 2002::/16: judged by that address, `embedded_ipv4`), with site-local and
+# multicast from the IPv6 address space registry. Refused whatever they carry.
+SPECIAL_IPV6 = tuple(
+    ipaddress.IPv6Network(block)
+    for block in (
+        "::/128",  # unspecified (RFC 4291)
+        "::1/128",  # loopback (RFC 4291)
+        # NAT64 local-use prefix (RFC 8215): where the IPv4 address sits depends on the network's own
+        # prefix length, and the translator is the network's own.
+        "64:ff9b:1::/48",
+        "100::/64",  # discard-only (RFC 6666)
+        "100:0:0:1::/64",  # dummy prefix
+        # IETF protocol assignments (RFC 2928): Teredo 2001::/32 (RFC 4380), which goes through a relay
+        # the network picks; benchmarking 2001:2::/48 (RFC 5180); ORCHID 2001:10::/28 and 2001:20::/28;
+        # drone remote ID 2001:30::/28 (RFC 9374); AMT 2001:3::/32; AS112 2001:4:112::/48; anycast /128s.
+        "2001::/23",
+        "2001:db8::/32",  # documentation (RFC 3849)
+        "2620:4f:8000::/48",  # direct delegation AS112 service (RFC 7534)
+        "3fff::/20",  # documentation (RFC 9637)
+        "5f00::/16",  # segment routing (SRv6) SIDs (RFC 9602)
+        "fc00::/7",  # unique local (RFC 4193), where fd00:ec2::254 is the metadata service
+        "fe80::/10",  # link-local unicast (RFC 4291)
+        "fec0::/10",  # site-local, deprecated (RFC 3879)
+        "ff00::/8",  # multicast (RFC 4291)
+    )
+)
+# Where IANA assigns IPv6 unicast addresses (the IPv6 address space registry); everything else is
+# reserved by the IETF and is not where an image host is.
+GLOBAL_UNICAST_IPV6 = ipaddress.IPv6Network("2000::/3")
 
 
 class FetchError(Exception):
@@ -93,16 +151,17 @@ class FetchedImage:
 
 
 def is_public_address(address: IPAddress) -> bool:
-    """True for globally routable unicast addresses; an IPv6 address that carries an IPv4 address (mapped,
-    compatible, translated, 6to4, NAT64) is judged by that IPv4 address; REFUSED_IPV6 is never public."""
+    """True unless `address` is in one of the special-purpose blocks above, or is IPv6 outside global
+    unicast. An IPv6 address that carries an IPv4 address (mapped, compatible, translated, 6to4, NAT64) is
+    judged by that IPv4 address. Only the tables here decide, not the `ipaddress` module's own."""
     if isinstance(address, ipaddress.IPv6Address):
-        if any(address in network for network in REFUSED_IPV6):
+        if any(address in block for block in SPECIAL_IPV6):
             return False
         embedded = embedded_ipv4(address)
-        if embedded is not None:
-            address = embedded
-    # is_reserved: IPv6 outside the ranges the IETF has allocated (global unicast is 2000::/3).
-    return address.is_global and not address.is_multicast and not address.is_reserved
+        if embedded is None:
+            return address in GLOBAL_UNICAST_IPV6
+        address = embedded
+    return not any(address in block for block in SPECIAL_IPV4)
 
 
 def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -120,18 +179,70 @@ def resolve_host(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    """An HTTPS connection to a host name that connects to one already-checked address."""
+class _DeadlineSocket:
+    """What http.client uses of a socket (sendall, makefile, close), where every read and write may take
+    only the time left before `deadline`. A timeout per read is not enough: a server that sends one byte
+    every few tenths of a second never lets a read time out, and http.client reads the status line,
+    headers, chunk-size lines and trailers a line at a time, each through as many reads as it takes."""
 
-    def __init__(self, host: str, port: int, address: str, context: ssl.SSLContext, timeout: float):
+    def __init__(self, sock: socket.socket, deadline: float):
+        self._sock = sock
+        self._deadline = deadline
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            self._sock.settimeout(_remaining(self._deadline))
+            view = view[self._sock.send(view) :]
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        # The socket's own unbuffered reader, so closing the connection leaves the socket open until the
+        # response is closed too, as with a plain socket (socket.makefile counts its readers).
+        return io.BufferedReader(
+            _DeadlineReader(self._sock, self._sock.makefile("rb", buffering=0), self._deadline)
+        )
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class _DeadlineReader(io.RawIOBase):
+    def __init__(self, sock: socket.socket, raw: io.RawIOBase, deadline: float):
+        self._sock = sock
+        self._raw = raw
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        self._sock.settimeout(_remaining(self._deadline))
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """An HTTPS connection to a host name that connects to one already-checked address. Connecting and the
+    TLS handshake take at most `timeout` together; everything after them ends by `deadline`."""
+
+    def __init__(
+        self, host: str, port: int, address: str, context: ssl.SSLContext, timeout: float, deadline: float
+    ):
         super().__init__(host, port, timeout=timeout, context=context)
         self._address = address
         self._tls = context
+        self._deadline = deadline
 
     def connect(self) -> None:
+        handshake_by = min(time.monotonic() + self.timeout, self._deadline)
         raw = socket.create_connection((self._address, self.port), self.timeout)
         try:
-            self.sock = self._tls.wrap_socket(raw, server_hostname=self.host)
+            # ssl gives the whole handshake one deadline: the socket's timeout when it starts.
+            raw.settimeout(_remaining(handshake_by))
+            self.sock = _DeadlineSocket(self._tls.wrap_socket(raw, server_hostname=self.host), self._deadline)
         except BaseException:
             raw.close()
             raise
@@ -239,9 +350,7 @@ class UrlFetcher:
     ) -> FetchedImage | str:
         """The image, or the Location of a redirect."""
         connection = self._connect(host, port, addresses, deadline)
-        # Held here because the connection lets go of its socket when the answer says it will close
-        # (HTTP/1.0, `Connection: close`); the response goes on reading from the same socket.
-        sock = connection.sock
+        response = None
         try:
             connection.request("GET", target, headers={"Accept": "image/*", "User-Agent": "kennel-proxy"})
             response = connection.getresponse()
@@ -263,17 +372,21 @@ class UrlFetcher:
                 }
             ):
                 raise NotAnImage(f"the image URL returned {content_type!r}, not an image")
-            body = self._read_capped(sock, response, deadline)
+            body = self._read_capped(response)
             image_type = content_type if content_type.startswith("image/") else "application/x-image"
             return FetchedImage(body=body, content_type=image_type)
         finally:
+            # The response holds the socket open past the connection's close (an answer that says it will
+            # close makes http.client let go of the socket early); closing both closes it.
+            if response is not None:
+                response.close()
             connection.close()
 
     def _connect(self, host: str, port: int, addresses: list[str], deadline: float) -> _PinnedHTTPSConnection:
         last: OSError | None = None
         for address in addresses:
             timeout = min(self.policy.connect_timeout_s, _remaining(deadline))
-            connection = _PinnedHTTPSConnection(host, port, address, self._ssl_context, timeout)
+            connection = _PinnedHTTPSConnection(host, port, address, self._ssl_context, timeout, deadline)
             try:
                 connection.connect()
             except ssl.SSLError:
@@ -283,19 +396,17 @@ class UrlFetcher:
                 connection.close()
                 last = err
                 continue
-            connection.sock.settimeout(_remaining(deadline))
             return connection
         assert last is not None
         raise last
 
-    def _read_capped(self, sock: socket.socket, response: http.client.HTTPResponse, deadline: float) -> bytes:
+    def _read_capped(self, response: http.client.HTTPResponse) -> bytes:
         cap = self.policy.max_bytes
         if response.length is not None and response.length > cap:
             raise ImageTooLarge(f"the image is larger than {cap} bytes")
         chunks: list[bytes] = []
         size = 0
         while True:
-            sock.settimeout(_remaining(deadline))
             chunk = response.read1(CHUNK_BYTES)
             if not chunk:
                 return b"".join(chunks)

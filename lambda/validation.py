@@ -101,10 +101,15 @@ def strict_json(data: bytes) -> Any:
 
 
 def _top_k(value: Any) -> int | None:
+    """top_k from the query string (text) or the JSON body (a number or text). Text must be ASCII digits:
+    str.isdigit alone also passes digits that int() cannot read ("²") or reads from other scripts ("٣")."""
     if value is None:
         return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        try:
+            value = int(value)
+        except ValueError:  # more digits than int() converts (4300)
+            value = None
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOP_K:
         raise ProxyError(400, "invalid_top_k", f"top_k must be an integer from 1 to {MAX_TOP_K}")
     return value

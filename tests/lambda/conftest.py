@@ -4,12 +4,14 @@ a certificate made here, and realistic events of every kind. Nothing here talks 
     .venv/bin/python -m pytest tests/lambda
 """
 
+import contextlib
 import copy
 import datetime
 import http.server
 import importlib
 import ipaddress
 import json
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -213,6 +215,99 @@ def http_server(certificate: Certificate) -> Iterator[Callable[..., TestServer]]
         release.set()
         server.shutdown()
         server.server_close()
+
+
+@dataclass
+class DrippingServer:
+    url: str
+    port: int
+
+
+@pytest.fixture
+def dripping_server(certificate: Certificate) -> Iterator[Callable[..., DrippingServer]]:
+    """Starts TLS servers with `dripping_server(prompt, drip, interval_s)`: each reads a request's head,
+    sends `prompt` at once, then `drip` one byte every `interval_s`, as a server that keeps a client waiting
+    without ever letting one socket read time out. Teardown stops every drip at once."""
+    stop = threading.Event()
+    listeners: list[socket.socket] = []
+
+    def start(prompt: bytes, drip: bytes, interval_s: float = 0.4) -> DrippingServer:
+        listener = socket.create_server(("127.0.0.1", 0))
+        listeners.append(listener)
+        context = certificate.server_context()
+
+        def answer(raw: socket.socket) -> None:
+            with contextlib.suppress(OSError), context.wrap_socket(raw, server_side=True) as tls:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    received = tls.recv(4096)
+                    if not received:
+                        return
+                    head += received
+                tls.sendall(prompt)
+                for byte in drip:
+                    if stop.wait(interval_s):
+                        return
+                    tls.sendall(bytes([byte]))
+
+        def accept() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    raw, _ = listener.accept()
+                    threading.Thread(target=answer, args=(raw,), daemon=True).start()
+
+        threading.Thread(target=accept, daemon=True).start()
+        port = listener.getsockname()[1]
+        return DrippingServer(f"https://127.0.0.1:{port}", port)
+
+    yield start
+    stop.set()
+    for listener in listeners:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+        listener.close()
+
+
+@pytest.fixture
+def dripping_relay() -> Iterator[Callable[[int, float], int]]:
+    """Starts relays with `dripping_relay(port, interval_s)`: each passes a connection on to 127.0.0.1:port,
+    the client's bytes at once and the server's one byte every `interval_s`, so that a TLS handshake with a
+    real server crawls. Returns the relay's port; teardown stops every relay."""
+    stop = threading.Event()
+    listeners: list[socket.socket] = []
+
+    def start(port: int, interval_s: float) -> int:
+        listener = socket.create_server(("127.0.0.1", 0))
+        listeners.append(listener)
+
+        def pump(source: socket.socket, sink: socket.socket, interval: float) -> None:
+            with contextlib.suppress(OSError):
+                while data := source.recv(4096):
+                    if not interval:
+                        sink.sendall(data)
+                        continue
+                    for byte in data:
+                        if stop.wait(interval):
+                            return
+                        sink.sendall(bytes([byte]))
+
+        def accept() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    client, _ = listener.accept()
+                    server = socket.create_connection(("127.0.0.1", port))
+                    threading.Thread(target=pump, args=(client, server, 0), daemon=True).start()
+                    threading.Thread(target=pump, args=(server, client, interval_s), daemon=True).start()
+
+        threading.Thread(target=accept, daemon=True).start()
+        return listener.getsockname()[1]
+
+    yield start
+    stop.set()
+    for listener in listeners:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
 
 
 class LambdaContext:

@@ -197,6 +197,19 @@ def test_top_k_out_of_range_in_the_query(no_endpoint, events, context):
     assert "from 1 to 1000" in body_of(response)["error"]
 
 
+@pytest.mark.parametrize("top_k", ["²", "٣", "+3", "1_0", " 3", "3.0", "0x10", "", "-1", "9" * 5000])
+def test_top_k_that_is_not_ascii_digits_is_400(no_endpoint, events, context, top_k):
+    """str.isdigit passes "²" (which int() cannot read) and "٣" (which it reads as 3): only 0-9 count."""
+    in_query = events.function_url("aGk=", "image/jpeg", True, queryStringParameters={"top_k": top_k})
+    in_json = events.rest(json.dumps({"image": "aGk=", "top_k": top_k}), "application/json", False)
+
+    for event in (in_query, in_json):
+        response = proxy.handler(event, context)
+
+        assert (response["statusCode"], body_of(response)["type"]) == (400, "invalid_top_k")
+    no_endpoint.assert_no_pending_responses()
+
+
 def test_methods_other_than_post(no_endpoint, events, context):
     event = events.rest(None, "image/jpeg", False, httpMethod="GET")
 

@@ -2,9 +2,11 @@
 
 import base64
 import contextlib
+import http.client
 import json
 import socket
 import threading
+import time
 
 import boto3
 import httpx
@@ -39,19 +41,31 @@ def serve(http_server):
 
 
 @pytest.fixture
-def adapter(serve, monkeypatch):
-    """The adapter on a free loopback port, its handler sending InvokeEndpoint to the stand-in."""
+def start_adapter(serve, monkeypatch):
+    """Starts the adapter on a free loopback port with `start_adapter(**make_server_options)`, its handler
+    sending InvokeEndpoint to the stand-in; returns its URL."""
     settings = Settings.from_env(
         {"SAGEMAKER_ENDPOINT_NAME": "local"}, local_endpoint_url=serve.url, invoke_read_timeout_s=0.5
     )
     monkeypatch.setattr(proxy, "SETTINGS", settings)
     monkeypatch.setattr(proxy, "RUNTIME", runtime_client(settings))
-    server = local_adapter.make_server("127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    servers = []
+
+    def start(**options) -> str:
+        server = local_adapter.make_server("127.0.0.1", 0, **options)
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def adapter(start_adapter):
+    return start_adapter()
 
 
 def test_local_mode_is_chosen_by_the_setting():
@@ -246,3 +260,91 @@ def test_a_connection_dropped_once_is_tried_again_as_botocore_does(adapter, monk
     assert response.status_code == 200, response.text
     assert response.json() == {"predictions": []}
     assert dropper.connections == 2
+
+
+def exchange(url: str, request: bytes) -> tuple[int, dict]:
+    """Sends `request` as raw bytes and reads the answer; the socket timeout keeps a server that never
+    answers from hanging the test."""
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        sock.sendall(request)
+        answer = http.client.HTTPResponse(sock)
+        answer.begin()
+        return answer.status, json.loads(answer.read())
+
+
+HEAD = b"POST / HTTP/1.1\r\nHost: local\r\nContent-Type: image/jpeg\r\n"
+
+
+@pytest.mark.parametrize(
+    "lengths",
+    [
+        [b"+10"],
+        [b"1_0"],
+        [b"0x10"],
+        [b"-1"],
+        [b"10.0"],
+        ["\u0661\u0660".encode()],
+        [b"1 0"],
+        [b""],
+        [b"10", b"11"],
+    ],
+)
+def test_a_content_length_that_is_not_one_number_in_digits_is_400(adapter, serve, lengths):
+    request = HEAD + b"".join(b"Content-Length: %s\r\n" % value for value in lengths) + b"\r\n" + JPEG[:10]
+
+    status, body = exchange(adapter, request)
+
+    assert (status, body["type"]) == (400, "invalid_content_length")
+    assert serve.requests == []
+
+
+def test_a_body_shorter_than_its_content_length_is_408_not_a_hung_thread(start_adapter, serve):
+    adapter = start_adapter(client_timeout_s=0.5)
+
+    status, body = exchange(adapter, HEAD + b"Content-Length: 100\r\n\r\n" + JPEG[:10])
+
+    assert (status, body["type"]) == (408, "request_timeout")
+    assert serve.requests == []
+
+
+def test_a_body_sent_a_byte_at_a_time_is_cut_off_at_the_client_timeout(start_adapter, serve):
+    """Each byte comes well within the timeout; the whole body does not, and that is what counts."""
+    adapter = start_adapter(client_timeout_s=1.0)
+    head = HEAD + b"Content-Length: 40\r\n\r\n"
+    port = int(adapter.rsplit(":", 1)[1])
+
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        sock.sendall(head)
+        with contextlib.suppress(OSError):
+            for _ in range(40):
+                sock.sendall(b"x")
+                time.sleep(0.1)
+        answer = http.client.HTTPResponse(sock)
+        answer.begin()
+        assert (answer.status, json.loads(answer.read())["type"]) == (408, "request_timeout")
+    assert serve.requests == []
+
+
+def test_connections_past_the_bound_get_503_and_the_slots_come_back(start_adapter):
+    adapter = start_adapter(max_connections=2)
+    port = int(adapter.rsplit(":", 1)[1])
+    holders = [socket.create_connection(("127.0.0.1", port), timeout=15) for _ in range(2)]
+    for holder in holders:
+        holder.sendall(b"GET /ping HTTP/1.1\r\n")  # and nothing more: each holds a thread
+    try:
+        refused = httpx.get(f"{adapter}/ping", timeout=10)
+    finally:
+        for holder in holders:
+            holder.close()
+    # The holders' threads end when their connections close; poll until one slot is free again.
+    for _ in range(100):
+        again = httpx.get(f"{adapter}/ping", timeout=10)
+        if again.status_code == 200:
+            break
+        time.sleep(0.05)
+
+    assert refused.status_code == 503
+    assert refused.json()["type"] == "proxy_busy"
+    assert refused.headers["Retry-After"] == "1"
+    assert again.status_code == 200

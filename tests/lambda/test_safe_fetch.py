@@ -7,6 +7,7 @@ import ipaddress
 import json
 import socket
 import threading
+import time
 
 import proxy
 import pytest
@@ -252,6 +253,93 @@ def test_public_address_rule(address, public):
     assert safe_fetch.is_public_address(ipaddress.ip_address(address)) is public
 
 
+# The special-purpose blocks, written out here from the IANA registries (not read from safe_fetch): each
+# must be refused from its first address to its last, whatever this Python's ipaddress tables say.
+SPECIAL_PURPOSE_BLOCKS = [
+    # IANA IPv4 Special-Purpose Address Registry
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.0.0/29",
+    "192.0.0.8/32",
+    "192.0.0.9/32",
+    "192.0.0.10/32",
+    "192.0.0.170/32",
+    "192.0.0.171/32",
+    "192.0.2.0/24",
+    "192.31.196.0/24",
+    "192.52.193.0/24",
+    "192.88.99.0/24",
+    "192.168.0.0/16",
+    "192.175.48.0/24",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "240.0.0.0/4",
+    "255.255.255.255/32",
+    "224.0.0.0/4",  # multicast
+    # IANA IPv6 Special-Purpose Address Registry (the blocks that carry IPv4 are tested further down)
+    "::/128",
+    "::1/128",
+    "64:ff9b:1::/48",
+    "100::/64",
+    "100:0:0:1::/64",
+    "2001::/23",
+    "2001::/32",
+    "2001:1::1/128",
+    "2001:1::2/128",
+    "2001:1::3/128",
+    "2001:2::/48",
+    "2001:3::/32",
+    "2001:4:112::/48",
+    "2001:10::/28",
+    "2001:20::/28",
+    "2001:30::/28",
+    "2001:db8::/32",
+    "2620:4f:8000::/48",
+    "3fff::/20",
+    "5f00::/16",
+    "fc00::/7",
+    "fe80::/10",
+    "fec0::/10",  # site-local, deprecated
+    "ff00::/8",  # multicast
+]
+
+
+@pytest.mark.parametrize("block", SPECIAL_PURPOSE_BLOCKS)
+def test_every_special_purpose_block_is_refused_end_to_end(block):
+    network = ipaddress.ip_network(block)
+    first, last = network[0], network[-1]
+    middle = network[network.num_addresses // 2]
+
+    for address in (first, middle, last):
+        assert safe_fetch.is_public_address(address) is False, address
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "100.63.255.255",  # just outside 100.64.0.0/10
+        "100.128.0.0",
+        "192.0.1.0",  # between 192.0.0.0/24 and 192.0.2.0/24
+        "192.88.98.255",  # just outside 192.88.99.0/24
+        "198.17.255.255",  # just outside 198.18.0.0/15
+        "198.20.0.0",
+        "223.255.255.255",  # the last address before multicast
+        "2001:200::1",  # just past 2001::/23
+        "2001:db9::1",  # just past 2001:db8::/32
+        "3fff:1000::1",  # just past 3fff::/20
+        "3ffe:ffff::1",
+    ],
+)
+def test_the_special_purpose_blocks_end_where_the_registries_say(address):
+    assert safe_fetch.is_public_address(ipaddress.ip_address(address)) is True
+
+
 # Each way an IPv6 address carries an IPv4 address, as a function of that IPv4 address.
 IPV4_CARRIERS = {
     "mapped": lambda v4: (0xFFFF << 32) | v4,
@@ -272,6 +360,8 @@ IPV4_CARRIERS = {
         ("10.0.0.1", False),
         ("100.64.0.1", False),
         ("192.0.0.1", False),
+        ("192.0.0.8", False),
+        ("192.88.99.1", False),
         ("0.0.0.0", False),
         ("224.0.0.1", False),
     ],
@@ -469,3 +559,61 @@ def test_the_proxys_fetcher_uses_the_public_address_rule():
     assert proxy.FETCHER._address_allowed is safe_fetch.is_public_address
     with pytest.raises(safe_fetch.UrlNotAllowed, match="non-public"):
         UrlFetcher(settings.fetch_policy()).fetch("https://127.0.0.1/dog.jpg")
+
+
+CHUNKED = b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n"
+# Where a server can keep a fetch waiting one byte at a time: (sent at once, then dripped). Each drip
+# takes 8 s or more at one byte per 0.4 s, and no single read waits longer than 0.4 s.
+DRIPS = {
+    "status line and headers": (
+        b"",
+        b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 4\r\n\r\nabcd",
+    ),
+    "chunk-size line": (CHUNKED + b"4\r\nabcd\r\n", b"00000000000000000004\r\nabcd\r\n0\r\n\r\n"),
+    "body with a Content-Length": (
+        b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 20\r\n\r\n",
+        b"x" * 20,
+    ),
+    "chunked body": (CHUNKED + b"14\r\n", b"x" * 20 + b"\r\n0\r\n\r\n"),
+    "trailer": (CHUNKED + b"4\r\nabcd\r\n0\r\n", b"X-Checksum: 0123456789\r\n\r\n"),
+}
+
+
+@pytest.mark.parametrize("part", DRIPS)
+def test_a_server_that_drips_its_answer_is_cut_off_at_the_deadline(
+    moto, dripping_server, certificate, context, monkeypatch, part
+):
+    prompt, drip = DRIPS[part]
+    server = dripping_server(prompt, drip, interval_s=0.4)
+    fetcher = fetcher_for(
+        certificate, {f"127.0.0.1:{server.port}"}, address_allowed=loopback_only, read_timeout_s=1.0
+    )
+    monkeypatch.setattr(proxy, "FETCHER", fetcher)
+
+    started = time.monotonic()
+    reply = proxy.handler({"url": f"{server.url}/dog.jpg"}, context)
+    elapsed = time.monotonic() - started
+
+    assert reply["statusCode"] == 504, reply["body"]
+    assert json.loads(reply["body"])["type"] == "url_fetch_timeout"
+    # The drip lasts 8 s or more; only a deadline on the whole fetch (1 s) ends it this early.
+    assert elapsed < 3.0, f"the fetch went on for {elapsed:.1f} s"
+
+
+def test_a_tls_handshake_that_crawls_ends_at_the_deadline(images, dripping_relay, certificate):
+    """The real server's handshake, passed on one byte every 0.1 s (its certificate alone takes minutes);
+    the connect timeout is longer than the whole fetch's, and the fetch still ends at its deadline."""
+    relay_port = dripping_relay(images.port, 0.1)
+    policy = FetchPolicy(
+        allowed_hosts=frozenset({f"127.0.0.1:{relay_port}"}),
+        max_bytes=1000,
+        connect_timeout_s=30.0,
+        read_timeout_s=1.0,
+    )
+    fetcher = UrlFetcher(policy, ssl_context=certificate.client_context(), address_allowed=loopback_only)
+
+    started = time.monotonic()
+    with pytest.raises(safe_fetch.FetchTimeout):
+        fetcher.fetch(f"https://127.0.0.1:{relay_port}/dog.jpg")
+    assert time.monotonic() - started < 3.0
+    assert images.requests == []

@@ -7,7 +7,9 @@ with random weights and 5 classes for parity, exported with torch.onnx as the tr
 import io
 import json
 import random
+import struct
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -136,6 +138,18 @@ def images() -> dict[str, bytes]:
         "rgba.png": encode(base[4].convert("RGBA").crop((10, 10, 299, 250)), "PNG"),
         "palette.png": encode(base[0].convert("P").crop((0, 0, 100, 60)), "PNG"),
     }
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A grey PNG that declares `width` x `height` and ends a few bytes into its pixel data: Pillow opens it
+    (reading the header only) but cannot decode it, so a request of these answers 400 bad_image if, and
+    only if, the server tries to decode one."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + header + struct.pack(">I", 1000) + b"IDAT" + bytes(16)
 
 
 @contextmanager

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.serve.conftest import assert_error, serving
+from tests.serve.conftest import assert_error, png_header, serving
 
 FOUR_FUNCTIONS_WITH_CONTEXT = """
 import json
@@ -127,6 +127,13 @@ def test_functions_left_out_fall_back_to_the_kennel_model(tmp_path, tiny_model_d
             400,
             "bad_image",
         )
+
+
+def test_the_default_input_fn_keeps_the_pixel_budget(tmp_path, tiny_model_dir):
+    source = "def output_fn(prediction, accept):\n    return str(prediction.shape)\n"
+    with serving(handler_dir(tmp_path, source, base=tiny_model_dir), max_request_pixels=1_000_000) as client:
+        image = {"b64": __import__("base64").b64encode(png_header(1000, 1000)).decode()}
+        assert_error(client.post("/invocations", json={"instances": [image] * 2}), 413, "too_many_pixels")
 
 
 def test_sagemaker_inference_codecs_behave_as_the_toolkit():

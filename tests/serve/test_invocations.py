@@ -3,6 +3,8 @@ every error status, over the tiny model."""
 
 import base64
 import json
+import logging
+import string
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from tests.serve.conftest import (
     as_decoded,
     assert_error,
     encode,
+    png_header,
     serving,
     torch_probabilities,
 )
@@ -102,7 +105,21 @@ def test_top_k_from_custom_attributes(tiny_client, images):
     check_predictions(response.json()["predictions"][0], top_k=3)
 
 
-@pytest.mark.parametrize("attributes", ["top_k=0", "top_k=many", "top_k=-3"])
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        "top_k=0",
+        "top_k=many",
+        "top_k=-3",
+        # Only ASCII digits: int() alone reads each of these (or raises on the last two).
+        "top_k=+3",
+        "top_k=1_0",
+        "top_k=0x10",
+        "top_k=²".encode(),
+        "top_k=٣".encode(),
+        "top_k=" + "9" * 5000,
+    ],
+)
 def test_bad_top_k_is_400(tiny_client, images, attributes):
     headers = {"Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": attributes}
     response = tiny_client.post("/invocations", content=images["square.jpg"], headers=headers)
@@ -195,6 +212,39 @@ def test_decompression_bomb_is_refused_before_decoding(tiny_model_dir):
         assert "4000x4000" in body["error"]
 
 
+def json_of(images: list[bytes]) -> dict:
+    return {"instances": [{"b64": b64(image)} for image in images]}
+
+
+def test_a_thousand_images_of_40_megapixels_are_refused_before_any_is_decoded(tiny_client):
+    """The largest request the other limits let through: 1000 images (the most per request), each just
+    under KENNEL_MAX_IMAGE_PIXELS. The default pixel budget refuses it with 413, not the 400 that decoding
+    these header-only images would give."""
+    image = png_header(6000, 6666)
+    response = tiny_client.post("/invocations", json=json_of([image] * 1000))
+
+    body = assert_error(response, 413, "too_many_pixels")
+    assert body["limit_pixels"] == 200_000_000
+    assert body["setting"] == "KENNEL_MAX_REQUEST_PIXELS"
+
+
+def test_the_pixel_budget_counts_every_image_of_a_request(tiny_model_dir, images):
+    with serving(tiny_model_dir, max_request_pixels=3_000_000) as client:
+        within = client.post("/invocations", json=json_of([png_header(1000, 1000)] * 3))
+        over = client.post("/invocations", json=json_of([png_header(1000, 1000)] * 3 + [png_header(1, 1)]))
+        lines = client.post(
+            "/invocations",
+            content=b"\n".join(json.dumps({"b64": b64(png_header(1000, 1501))}).encode() for _ in range(2)),
+            headers={"Content-Type": "application/jsonlines"},
+        )
+        real = client.post("/invocations", json=json_of([images["square.jpg"]] * 3))
+
+    assert_error(within, 400, "bad_image")  # within the budget: decoded, and these cannot be
+    assert_error(over, 413, "too_many_pixels")
+    assert_error(lines, 413, "too_many_pixels")
+    assert real.status_code == 200
+
+
 def test_over_the_limit_is_413_from_content_length(tiny_model_dir, images):
     with serving(tiny_model_dir, max_payload_bytes=MIB) as client:
         response = client.post(
@@ -233,6 +283,31 @@ def test_request_id_is_the_inference_id_when_given(tiny_client, images):
     assert response.headers["x-request-id"] == "abc-123"
     response = tiny_client.post("/invocations", content=b"x", headers={"Content-Type": "text/plain"})
     assert response.json()["request_id"] == response.headers["x-request-id"] != "abc-123"
+
+
+@pytest.mark.parametrize(
+    ("inference_id", "request_id"),
+    [
+        ("abc-123 <b>" + "x" * 10_000, "abc-123__b_" + "x" * 53),
+        ('order#42/"img" 3', "order_42__img__3"),
+        ("café-Ω".encode(), "caf__-__"),  # UTF-8 bytes, read as Latin-1 by the server
+        ("   ", None),
+    ],
+)
+def test_the_inference_id_is_bounded_not_refused(tiny_client, images, caplog, inference_id, request_id):
+    caplog.set_level(logging.INFO, logger="kennel_serve")
+    headers = {"Content-Type": "image/jpeg", "X-Amzn-SageMaker-Inference-Id": inference_id}
+
+    response = tiny_client.post("/invocations", content=images["square.jpg"], headers=headers)
+
+    assert response.status_code == 200
+    echoed = response.headers["x-request-id"]
+    (record,) = [r for r in caplog.records if r.getMessage() == "request"]
+    assert record.request_id == echoed
+    assert 0 < len(echoed) <= 64
+    assert set(echoed) <= set(string.ascii_letters + string.digits + "-_.:")
+    if request_id is not None:
+        assert echoed == request_id
 
 
 def test_unknown_route_and_method_keep_the_error_shape(tiny_client):

@@ -17,9 +17,10 @@ application/jsonlines has, per image and one per line, what a request with that 
 
 import base64
 import binascii
+import contextlib
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -116,12 +117,15 @@ def parse_top_k(custom_attributes: str | None, default: int) -> int:
     value = custom_attribute(custom_attributes, "top_k")
     if value is None:
         return default
-    try:
-        top_k = int(value)
-    except ValueError:
-        top_k = 0
+    # ASCII digits only: int() alone also reads "+3", "1_0" and digits of other scripts ("٣").
+    top_k = 0
+    if value.isascii() and value.isdigit():
+        with contextlib.suppress(ValueError):  # more digits than int() converts (4300)
+            top_k = int(value)
     if top_k < 1:
-        raise InferenceError(400, "bad_custom_attributes", f"top_k must be a positive integer, not {value!r}")
+        raise InferenceError(
+            400, "bad_custom_attributes", f"top_k must be a positive integer, not {value[:40]!r}"
+        )
     return top_k
 
 
@@ -222,36 +226,74 @@ def split_images(content_type: str | None, body: bytes) -> list[bytes]:
     return decoder(body)
 
 
-def open_image(
-    data: bytes, max_pixels: int, least_size: Callable[[int, int], tuple[int, int]] | None = None
-) -> Image.Image:
-    """Decodes one image; refuses other formats, and sizes over `max_pixels` before decoding any pixel.
-    With `least_size` ((width, height) -> the smallest (width, height) the caller needs), a JPEG decodes at
-    the smallest of libjpeg's 1/2, 1/4 and 1/8 scales that is still at least that size; other formats
-    decode at full size."""
+@contextlib.contextmanager
+def _image_errors() -> Iterator[None]:
+    """Pillow's failures on a bad image, as the 400 the client gets."""
     try:
-        image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)  # reads the header only
-        width, height = image.size
-        if width * height > max_pixels:
-            raise InferenceError(
-                400,
-                "image_too_large",
-                f"the image is {width}x{height}; at most {max_pixels} pixels are decoded",
-            )
-        if least_size is not None and image.format == "JPEG":
-            # Scaled in the DCT domain: a 12 MP photo decodes at 1/4 scale in a fraction of the time and
-            # memory, and Pillow's draft never goes below the size asked for.
-            image.draft(None, least_size(width, height))
-        image.load()
-    except InferenceError:
-        raise
+        yield
     except UnidentifiedImageError:
         raise InferenceError(
             400, "bad_image", f"the body is not an image in {', '.join(IMAGE_FORMATS)}"
         ) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, EOFError) as err:
         raise InferenceError(400, "bad_image", f"cannot decode the image: {err}") from None
+
+
+def read_header(data: bytes, max_pixels: int) -> Image.Image:
+    """One image, opened but not decoded (Pillow reads the header only); refuses other formats, and sizes
+    over `max_pixels`."""
+    with _image_errors():
+        image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+    width, height = image.size
+    if width * height > max_pixels:
+        raise InferenceError(
+            400, "image_too_large", f"the image is {width}x{height}; at most {max_pixels} pixels are decoded"
+        )
     return image
+
+
+def open_images(
+    content_type: str | None, body: bytes, max_pixels: int, max_request_pixels: int
+) -> list[Image.Image]:
+    """Every image in a request body, opened but not decoded; a 413 as soon as their pixels add up to more
+    than `max_request_pixels`, so that no pixel of an over-budget request is decoded."""
+    opened, pixels = [], 0
+    for data in split_images(content_type, body):
+        image = read_header(data, max_pixels)
+        pixels += image.width * image.height
+        if pixels > max_request_pixels:
+            raise InferenceError(
+                413,
+                "too_many_pixels",
+                f"the request's images hold more than {max_request_pixels} pixels in all; send fewer or "
+                "smaller images per request",
+                limit_pixels=max_request_pixels,
+                setting="KENNEL_MAX_REQUEST_PIXELS",
+            )
+        opened.append(image)
+    return opened
+
+
+def decode(
+    image: Image.Image, least_size: Callable[[int, int], tuple[int, int]] | None = None
+) -> Image.Image:
+    """Decodes an image from `read_header`. With `least_size` ((width, height) -> the smallest (width,
+    height) the caller needs), a JPEG decodes at the smallest of libjpeg's 1/2, 1/4 and 1/8 scales that is
+    still at least that size; other formats decode at full size."""
+    with _image_errors():
+        if least_size is not None and image.format == "JPEG":
+            # Scaled in the DCT domain: a 12 MP photo decodes at 1/4 scale in a fraction of the time and
+            # memory, and Pillow's draft never goes below the size asked for.
+            image.draft(None, least_size(*image.size))
+        image.load()
+    return image
+
+
+def open_image(
+    data: bytes, max_pixels: int, least_size: Callable[[int, int], tuple[int, int]] | None = None
+) -> Image.Image:
+    """Decodes one image: `read_header`, then `decode`."""
+    return decode(read_header(data, max_pixels), least_size)
 
 
 def top_predictions(probabilities: np.ndarray, labels: tuple[str, ...], top_k: int) -> list[list[dict]]:

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 from sagemaker_inference import encoder, errors
 
-from kennel_serve.codecs import InferenceError, accept_ranges, media_type, open_image, split_images
+from kennel_serve.codecs import InferenceError, accept_ranges, decode, media_type, open_images
 from kennel_serve.model import ImageClassifier, ModelLoadError
 from kennel_serve.runtime import Invocation
 from kennel_serve.settings import Settings
@@ -140,7 +140,10 @@ class CustomHandlerRuntime:
             raise InferenceError(status, "handler_error", str(err.message)) from None
 
     def _decode_images(self, body: bytes, content_type: str) -> list[Image.Image]:
-        return [open_image(data, self.settings.max_image_pixels) for data in split_images(content_type, body)]
+        images = open_images(
+            content_type, body, self.settings.max_image_pixels, self.settings.max_request_pixels
+        )
+        return [decode(image) for image in images]
 
     async def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -7,18 +7,19 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from PIL import Image
 
 from kennel_serve.batching import MicroBatcher
 from kennel_serve.codecs import (
     ENCODERS,
     JSONLINES,
     SCORE_ENCODERS,
+    decode,
     media_type,
     negotiate,
-    open_image,
+    open_images,
     parse_response_shape,
     parse_top_k,
-    split_images,
     top_predictions,
 )
 from kennel_serve.metrics import ServingMetrics
@@ -69,9 +70,15 @@ class ClassifierRuntime:
         # Set here rather than read at scrape time: another worker may answer the scrape.
         self._metrics.queue_depth.set(self.batcher.queue_depth)
 
-    def _prepare(self, data: bytes) -> np.ndarray:
+    def _open(self, content_type: str | None, body: bytes) -> list[Image.Image]:
+        """The request's images, checked against both pixel limits before any is decoded."""
+        return open_images(
+            content_type, body, self.settings.max_image_pixels, self.settings.max_request_pixels
+        )
+
+    def _prepare(self, image: Image.Image) -> np.ndarray:
         least_size = self.classifier.manifest.preprocessing.least_decode_size
-        return self.classifier.preprocess(open_image(data, self.settings.max_image_pixels, least_size))
+        return self.classifier.preprocess(decode(image, least_size))
 
     async def invoke(self, invocation: Invocation) -> tuple[bytes, str]:
         loop = asyncio.get_running_loop()
@@ -82,10 +89,10 @@ class ClassifierRuntime:
         top_k = parse_top_k(invocation.custom_attributes, self.settings.top_k)
         shape = parse_response_shape(invocation.custom_attributes, self.classifier.manifest.default_response)
         images = await loop.run_in_executor(
-            self._decoders, split_images, invocation.content_type, invocation.body
+            self._decoders, self._open, invocation.content_type, invocation.body
         )
         arrays = await asyncio.gather(
-            *(loop.run_in_executor(self._decoders, self._prepare, data) for data in images)
+            *(loop.run_in_executor(self._decoders, self._prepare, image) for image in images)
         )
         scores = np.stack(await asyncio.gather(*(self.batcher.submit(array) for array in arrays)))
         if shape == "scores":

@@ -34,6 +34,10 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "KENNEL_MAX_BATCH_DELAY_MS": ("0", "longest a request waits for others to join its batch"),
     "KENNEL_TOP_K": ("5", "predictions per image unless the request asks (top_k=N custom attribute)"),
     "KENNEL_MAX_IMAGE_PIXELS": ("40000000", "images with more pixels are refused before decoding"),
+    "KENNEL_MAX_REQUEST_PIXELS": (
+        "200000000",
+        "requests whose images hold more pixels in all are refused (413) before decoding",
+    ),
     "KENNEL_CPUS": ("", "CPUs to size threads for; unset: what the container may use"),
     "KENNEL_PRECISION": (
         "auto",
@@ -81,6 +85,7 @@ class Settings:
     max_batch_delay_s: float
     top_k: int
     max_image_pixels: int
+    max_request_pixels: int
     cpus: int
     precision: str
 
@@ -133,6 +138,7 @@ class Settings:
             "max_batch_delay_s": number("KENNEL_MAX_BATCH_DELAY_MS", float) / 1000,
             "top_k": number("KENNEL_TOP_K", minimum=1),
             "max_image_pixels": number("KENNEL_MAX_IMAGE_PIXELS", minimum=1),
+            "max_request_pixels": number("KENNEL_MAX_REQUEST_PIXELS", minimum=1),
             "cpus": cpus,
             "precision": precision,
         }
