@@ -28,6 +28,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.httpsession import URLLib3Session
+from botocore.utils import get_environ_proxies
 
 from deploy import function
 from deploy.aws import DeployError, Run
@@ -74,7 +75,11 @@ class FunctionUrl:
     url: str
     session: boto3.Session
     region: str
-    http: URLLib3Session = field(default_factory=lambda: URLLib3Session(timeout=60))
+    http: URLLib3Session = field(init=False)
+
+    def __post_init__(self) -> None:
+        # botocore's own HTTP session, with the HTTPS_PROXY / NO_PROXY a boto3 client would use.
+        self.http = URLLib3Session(timeout=60, proxies=get_environ_proxies(self.url))
 
     def send(self, body: bytes, content_type: str, query: str) -> Answer:
         credentials = self.session.get_credentials()
