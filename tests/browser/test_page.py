@@ -34,7 +34,6 @@ from tests.conftest import free_port
 
 pytestmark = pytest.mark.container
 TIMED_RUNS = 11  # photos chosen one after another for each precision; the first one warms up
-TIMINGS: dict[str, dict] = {}
 # Records when a photo is chosen (capturing, so before the page's own handler) and when the first bar is
 # in the document, a frame later: what a person sees. Installed with page.evaluate, outside the page's CSP.
 STOPWATCH = """() => {
@@ -372,14 +371,15 @@ def test_choose_to_bars_time_for_int8_and_fp32(open_page, stack, photos):
     """Measured, not judged: the figures go to .kennel/screenshots/timings.json and the test's output."""
     size = len(httpx.get(stack.url + "/", timeout=30).content)
     served = stack.card()["precision"]
-    TIMINGS[served] = choose_to_bars_ms(open_page, photos)
-    assert TIMINGS[served]["precision"] == served
+    timings: dict[str, dict] = {}
+    timings[served] = choose_to_bars_ms(open_page, photos)
+    assert timings[served]["precision"] == served
     env = {**stack.env, "KENNEL_PRECISION": "fp32"}
     again = compose(stack.project, env, "up", "--detach", "--wait", "--no-build", "serve", "proxy")
     assert again.returncode == 0, again.stdout + again.stderr
     assert stack.card()["precision"] == "fp32"
-    TIMINGS["fp32"] = choose_to_bars_ms(open_page, photos)
+    timings["fp32"] = choose_to_bars_ms(open_page, photos)
 
-    assert TIMINGS["fp32"]["precision"] == "fp32"
-    path = save_json("timings.json", {"page_bytes": size, "choose_to_bars": TIMINGS})
-    print(f"page: {size} bytes; choose-to-bars: {TIMINGS} (in {path})")
+    assert timings["fp32"]["precision"] == "fp32"
+    path = save_json("timings.json", {"page_bytes": size, "choose_to_bars": timings})
+    print(f"page: {size} bytes; choose-to-bars: {timings} (in {path})")
