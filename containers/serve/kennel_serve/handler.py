@@ -9,7 +9,8 @@ convention replaces the built-in classifier, so existing scripts run unchanged:
 
 Each may take a trailing `context` argument (dispatched on the number of parameters, as the toolkit does).
 A function the script leaves out falls back to Kennel's: model_fn loads the Kennel model, input_fn decodes the
-images in the body, predict_fn returns their class probabilities, output_fn encodes as JSON, CSV or NPY.
+images in the body, predict_fn returns their class probabilities, output_fn encodes as JSON, CSV or NPY (a
+PyTorch tensor first as SageMaker's PyTorch serving does: detached, on the CPU, as nested lists).
 Requests run on a thread pool without micro-batching: a script's predict_fn sees one request at a time.
 """
 
@@ -67,7 +68,7 @@ class CustomHandlerRuntime:
         self._transform_fn = transform_fn
         self._input_fn = getattr(module, "input_fn", self._decode_images)
         self._predict_fn = getattr(module, "predict_fn", _default_predict_fn)
-        self._output_fn = getattr(module, "output_fn", encoder.encode)
+        self._output_fn = getattr(module, "output_fn", _default_output_fn)
         context = HandlerContext(
             str(settings.model_dir), system_properties={"model_dir": str(settings.model_dir)}
         )
@@ -148,3 +149,11 @@ class CustomHandlerRuntime:
 
 def _default_predict_fn(images: list[Image.Image], model: ImageClassifier) -> np.ndarray:
     return model.predict(np.stack([model.preprocess(image) for image in images]))
+
+
+def _default_output_fn(prediction: object, accept: str) -> str | bytes:
+    # The default of SageMaker's PyTorch serving toolkit, which the scripts that need it were written for;
+    # torch is not imported for it (the default image has none): a tensor is whatever comes from torch.
+    if type(prediction).__module__.startswith("torch") and hasattr(prediction, "detach"):
+        prediction = prediction.detach().cpu().numpy().tolist()
+    return encoder.encode(prediction, accept)
