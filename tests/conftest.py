@@ -25,12 +25,14 @@ def docker_client() -> docker.DockerClient:
 
 @pytest.fixture(scope="session")
 def build_image(docker_client):
-    """Builds an image at most once per session, when a test first needs it."""
+    """Builds an image at most once per session, when a test first needs it (a variant's base first)."""
     built: dict[str, images.BuiltImage] = {}
 
     def build(name: str) -> images.BuiltImage:
         if name not in built:
-            built[name] = images.build(name, client=docker_client)
+            variant = images.VARIANTS.get(name)
+            base = build(variant.base).tag if variant else None
+            built[name] = images.build(name, base=base, client=docker_client)
         return built[name]
 
     return build
@@ -49,6 +51,12 @@ def serve_image(build_image) -> str:
 @pytest.fixture(scope="session")
 def train_image(build_image) -> str:
     return build_image("train").tag
+
+
+@pytest.fixture(scope="session")
+def compat_image(build_image) -> str:
+    """The serving image's compatibility build: the real inference toolkit and the training image's torch."""
+    return build_image("serve-compat").tag
 
 
 def free_port() -> int:
