@@ -98,6 +98,18 @@ def run_container(docker_client) -> Iterator:
             container.remove(force=True)
 
 
+def run_to_end(client: docker.DockerClient, image: str, command: list[str], **kwargs) -> bytes:
+    """The command's stdout, after it has exited 0. Read once the container has stopped: docker-py's
+    `run(remove=True)` follows the log of a container that exits at once and can miss all of it."""
+    container = client.containers.run(image, command, detach=True, **kwargs)
+    try:
+        status = container.wait(timeout=300)["StatusCode"]
+        assert status == 0, f"{command} exited {status}: {container.logs().decode()[-3000:]}"
+        return container.logs(stdout=True, stderr=False)
+    finally:
+        container.remove(force=True)
+
+
 def published_port(container, port: str = "8080/tcp") -> int:
     container.reload()
     return int(container.attrs["NetworkSettings"]["Ports"][port][0]["HostPort"])

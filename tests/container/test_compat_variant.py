@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import run_to_end
 from tests.serve.test_container import MOUNT, ready
 from tests.serve.test_handler import FOUR_FUNCTIONS_WITH_CONTEXT
 
@@ -50,13 +51,13 @@ def test_the_compat_image_has_the_training_locks_torch_and_the_real_toolkit(comp
         "import importlib.metadata as m, torch, torchvision, sagemaker_inference.transformer;"
         "print(torch.__version__, torchvision.__version__, m.version('sagemaker-inference'))"
     )
-    out = docker_client.containers.run(compat_image, ["python", "-c", script], remove=True).decode().split()
+    out = run_to_end(docker_client, compat_image, ["python", "-c", script]).decode().split()
     # The index's CUDA wheels report a local version such as 2.14.1+cu130.
     train = pins(TRAIN)
     assert [out[0].split("+")[0], out[1].split("+")[0]] == [train["torch"], train["torchvision"]]
     assert out[2] == pins(COMPAT)["sagemaker-inference"]
     # What the two locks put together is one consistent set.
-    check = docker_client.containers.run(compat_image, ["python", "-m", "pip", "check"], remove=True)
+    check = run_to_end(docker_client, compat_image, ["python", "-m", "pip", "check"])
     assert check.decode().strip() == "No broken requirements found."
 
 

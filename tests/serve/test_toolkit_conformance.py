@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_to_end
+
 pytestmark = pytest.mark.container
 HERE = Path(__file__).resolve().parent
 REQUIREMENTS = HERE.parents[1] / "containers" / "serve" / "requirements-compat.txt"
@@ -21,8 +23,7 @@ REQUIREMENTS = HERE.parents[1] / "containers" / "serve" / "requirements-compat.t
 
 def corpus_outcomes(docker_client, image: str) -> dict:
     volumes = {str(HERE / "toolkit_corpus.py"): {"bind": "/corpus.py", "mode": "ro"}}
-    out = docker_client.containers.run(image, ["python", "/corpus.py"], volumes=volumes, remove=True)
-    return json.loads(out)
+    return json.loads(run_to_end(docker_client, image, ["python", "/corpus.py"], volumes=volumes))
 
 
 @pytest.fixture(scope="module")
