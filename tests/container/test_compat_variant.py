@@ -49,13 +49,17 @@ def test_the_compat_lock_agrees_with_the_training_and_serving_locks():
 def test_the_compat_image_has_the_training_locks_torch_and_the_real_toolkit(compat_image, docker_client):
     script = (
         "import importlib.metadata as m, torch, torchvision, sagemaker_inference.transformer;"
-        "print(torch.__version__, torchvision.__version__, m.version('sagemaker-inference'))"
+        "print(torch.__version__, torchvision.__version__, m.version('sagemaker-inference'),"
+        " torch.version.cuda)"
     )
     out = run_to_end(docker_client, compat_image, ["python", "-c", script]).decode().split()
     # The index's CUDA wheels report a local version such as 2.14.1+cu130.
     train = pins(TRAIN)
     assert [out[0].split("+")[0], out[1].split("+")[0]] == [train["torch"], train["torchvision"]]
     assert out[2] == pins(COMPAT)["sagemaker-inference"]
+    # The index's CUDA build, as in the training image: with `docker run --gpus all` a script's model can
+    # run on the GPU; without one it runs on the CPU (as in every test here).
+    assert out[3] != "None"
     # What the two locks put together is one consistent set.
     check = run_to_end(docker_client, compat_image, ["python", "-m", "pip", "check"])
     assert check.decode().strip() == "No broken requirements found."
