@@ -3,11 +3,15 @@
 #   make test    set the machine up, build the images, lint, run every test layer
 #   make bench   benchmarks against TorchServe and the in-process ceiling; writes docs/benchmarks.md (~20 min)
 #   make soak    20 minutes of good, bad and hostile requests to the compose stack; adds to docs/benchmarks.md
+#   make build IMAGES=serve-compat   the serving image's compatibility build (torch and the real inference
+#                toolkit, on the training image; containers/serve/README.md says when it is worth it)
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 VENV := .venv
 PY := $(VENV)/bin/python
 COMPOSE := docker compose
+# What `make build` builds: empty means train, serve and proxy (`python -m images build --help` lists all).
+IMAGES ?=
 
 .PHONY: up test bench soak setup build lint format down clean
 
@@ -36,7 +40,7 @@ setup:
 	scripts/setup.sh
 
 build: setup
-	$(PY) -m images build
+	$(PY) -m images build $(IMAGES)
 
 lint: setup
 	$(PY) -m ruff check .
@@ -51,5 +55,5 @@ down:
 
 clean:
 	-$(COMPOSE) down --volumes --remove-orphans
-	-docker image rm kennel-train:local kennel-serve:local kennel-proxy:local
+	-docker image rm kennel-train:local kennel-serve:local kennel-proxy:local kennel-serve-compat:local
 	rm -rf $(VENV) .kennel .pytest_cache .ruff_cache

@@ -87,6 +87,7 @@ class Running:
     stop: Callable[[], None]
     memory_bytes: Callable[[], int]
     logs: Callable[[], str] = lambda: ""
+    cpu_seconds: Callable[[], float] = lambda: math.nan  # CPU time the server has used so far
 
 
 def configurations(int8: bool) -> list[Server]:
@@ -212,6 +213,7 @@ def start_kennel(
         f"{base}/invocations", f"{base}/ping", lambda: container.remove(force=True), memory_bytes
     )
     running.logs = lambda: container.logs().decode(errors="replace")
+    running.cpu_seconds = lambda: container.stats(stream=False)["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
     return running
 
 

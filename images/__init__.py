@@ -3,6 +3,7 @@ kennel-NAME:TAG (`local_tag`), with what the layer cache saved.
 
     python -m images build            # train, serve and proxy; BASE_IMAGE from scripts/setup.sh
     python -m images build serve      # one of them
+    python -m images build serve-compat   # the serving image's compatibility build, on the training image
     KENNEL_TAG=mine python -m images build serve      # tagged kennel-serve:mine
 
 `make build`, the container tests and `python -m deploy up` (before it pushes to ECR) build through here.
@@ -26,6 +27,24 @@ DOCKERFILES = {
 # .dockerignore sends only what they copy); training needs nothing outside its folder.
 CONTEXTS = {"train": DOCKERFILES["train"].parent, "serve": ROOT, "proxy": ROOT}
 UPSTREAM_BASE = "python:3.11-slim-bookworm"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A second build of one of the DOCKERFILES, on an image built here (its BASE_IMAGE) and with other
+    build arguments. Not built by default: name it."""
+
+    of: str
+    base: str
+    buildargs: dict[str, str]
+
+
+VARIANTS = {
+    # The serving image for handler scripts that need PyTorch: the training image's venv (torch and
+    # torchvision from its lock, its layers shared) plus the serving extras and the real inference toolkit.
+    "serve-compat": Variant("serve", base="train", buildargs={"REQUIREMENTS": "requirements-compat.txt"}),
+}
+NAMES = [*DOCKERFILES, *VARIANTS]
 
 
 class BuildError(RuntimeError):
@@ -69,9 +88,16 @@ def base_image() -> str:
 def build(
     name: str, base: str | None = None, client: docker.DockerClient | None = None, progress=None
 ) -> BuiltImage:
-    """Builds DOCKERFILES[NAME] as kennel-NAME:TAG; `progress` receives each build step's line."""
+    """Builds DOCKERFILES[NAME] as kennel-NAME:TAG; `progress` receives each build step's line. A variant
+    builds on `base`, or, when none is given, on its base image built first (from the cache, when it is
+    current: seconds)."""
     client = client or docker.from_env()
+    variant = VARIANTS.get(name)
+    if variant is not None and base is None:
+        base = build(variant.base, client=client, progress=progress).tag
     base = base or base_image()
+    dockerfile = DOCKERFILES[variant.of if variant else name]
+    context = CONTEXTS[variant.of if variant else name]
     tag = local_tag(name)
     started = time.monotonic()
     steps = cached = 0
@@ -79,10 +105,10 @@ def build(
     tail: list[str] = []
     image_id = ""
     for chunk in client.api.build(
-        path=str(CONTEXTS[name]),
-        dockerfile=str(DOCKERFILES[name].relative_to(CONTEXTS[name])),
+        path=str(context),
+        dockerfile=str(dockerfile.relative_to(context)),
         tag=tag,
-        buildargs={"BASE_IMAGE": base},
+        buildargs={"BASE_IMAGE": base, **(variant.buildargs if variant else {})},
         rm=True,
         forcerm=True,
         decode=True,

@@ -25,12 +25,14 @@ def docker_client() -> docker.DockerClient:
 
 @pytest.fixture(scope="session")
 def build_image(docker_client):
-    """Builds an image at most once per session, when a test first needs it."""
+    """Builds an image at most once per session, when a test first needs it (a variant's base first)."""
     built: dict[str, images.BuiltImage] = {}
 
     def build(name: str) -> images.BuiltImage:
         if name not in built:
-            built[name] = images.build(name, client=docker_client)
+            variant = images.VARIANTS.get(name)
+            base = build(variant.base).tag if variant else None
+            built[name] = images.build(name, base=base, client=docker_client)
         return built[name]
 
     return build
@@ -49,6 +51,12 @@ def serve_image(build_image) -> str:
 @pytest.fixture(scope="session")
 def train_image(build_image) -> str:
     return build_image("train").tag
+
+
+@pytest.fixture(scope="session")
+def compat_image(build_image) -> str:
+    """The serving image's compatibility build: the real inference toolkit and the training image's torch."""
+    return build_image("serve-compat").tag
 
 
 def free_port() -> int:
@@ -88,6 +96,18 @@ def run_container(docker_client) -> Iterator:
     for container in started:
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
+
+
+def run_to_end(client: docker.DockerClient, image: str, command: list[str], **kwargs) -> bytes:
+    """The command's stdout, after it has exited 0. Read once the container has stopped: docker-py's
+    `run(remove=True)` follows the log of a container that exits at once and can miss all of it."""
+    container = client.containers.run(image, command, detach=True, **kwargs)
+    try:
+        status = container.wait(timeout=300)["StatusCode"]
+        assert status == 0, f"{command} exited {status}: {container.logs().decode()[-3000:]}"
+        return container.logs(stdout=True, stderr=False)
+    finally:
+        container.remove(force=True)
 
 
 def published_port(container, port: str = "8080/tcp") -> int:

@@ -153,3 +153,35 @@ def test_sagemaker_inference_codecs_behave_as_the_toolkit():
     np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError):
         decoder.decode(buffer.getvalue(), "application/x-npy")
+
+
+BODY_TYPES = """
+def model_fn(model_dir):
+    return None
+
+def input_fn(body, content_type):
+    return type(body).__name__
+
+def predict_fn(data, model):
+    return data
+
+def output_fn(prediction, accept):
+    return prediction, "text/plain"
+"""
+
+
+def test_json_and_csv_reach_a_script_as_text_as_with_the_toolkit(tmp_path):
+    with serving(handler_dir(tmp_path, BODY_TYPES)) as client:
+        for content_type, body, kind in [
+            ("application/json", b'{"a": "\xc3\xa9"}', "str"),
+            ("text/csv; charset=utf-8", b"1,2", "str"),
+            ("image/jpeg", b"\xff\xd8", "bytes"),
+            ("application/x-npy", b"\x93NUMPY", "bytes"),
+        ]:
+            response = client.post("/invocations", content=body, headers={"Content-Type": content_type})
+            assert (response.status_code, response.text) == (200, kind), content_type
+        bad = client.post("/invocations", content=b"[\xff]", headers={"Content-Type": "application/json"})
+        assert "must be UTF-8" in assert_error(bad, 400, "bad_json")["error"]
+        assert_error(
+            client.post("/invocations", content=b"\xff", headers={"Content-Type": "text/csv"}), 400, "bad_csv"
+        )

@@ -8,8 +8,11 @@ convention replaces the built-in classifier, so existing scripts run unchanged:
     transform_fn(model, request_body, content_type, accept)   # instead of the three above
 
 Each may take a trailing `context` argument (dispatched on the number of parameters, as the toolkit does).
+A JSON or CSV body reaches a script's input_fn or transform_fn as text (a 400 if it is not UTF-8), any other
+as bytes, as with the toolkit.
 A function the script leaves out falls back to Kennel's: model_fn loads the Kennel model, input_fn decodes the
-images in the body, predict_fn returns their class probabilities, output_fn encodes as JSON, CSV or NPY.
+images in the body, predict_fn returns their class probabilities, output_fn encodes as JSON, CSV or NPY (a
+PyTorch tensor first as SageMaker's PyTorch serving does: detached, on the CPU, as nested lists).
 Requests run on a thread pool without micro-batching: a script's predict_fn sees one request at a time.
 """
 
@@ -26,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sagemaker_inference import encoder, errors
+from sagemaker_inference import content_types, encoder, errors
 
 from kennel_serve.codecs import InferenceError, accept_ranges, decode, media_type, open_images
 from kennel_serve.model import ImageClassifier, ModelLoadError
@@ -66,8 +69,9 @@ class CustomHandlerRuntime:
             raise ModelLoadError(f"{handler_path(settings)} defines transform_fn and {', '.join(overridden)}")
         self._transform_fn = transform_fn
         self._input_fn = getattr(module, "input_fn", self._decode_images)
+        self._script_reads_body = transform_fn is not None or hasattr(module, "input_fn")
         self._predict_fn = getattr(module, "predict_fn", _default_predict_fn)
-        self._output_fn = getattr(module, "output_fn", encoder.encode)
+        self._output_fn = getattr(module, "output_fn", _default_output_fn)
         context = HandlerContext(
             str(settings.model_dir), system_properties={"model_dir": str(settings.model_dir)}
         )
@@ -112,12 +116,11 @@ class CustomHandlerRuntime:
             {"model_dir": str(self.settings.model_dir)},
         )
         content_type = media_type(invocation.content_type)
+        body = _as_text(invocation.body, content_type) if self._script_reads_body else invocation.body
         if self._transform_fn is not None:
-            result = _call(
-                self._transform_fn, self.model, invocation.body, content_type, accept, context=context
-            )
+            result = _call(self._transform_fn, self.model, body, content_type, accept, context=context)
         else:
-            data = _call(self._input_fn, invocation.body, content_type, context=context)
+            data = _call(self._input_fn, body, content_type, context=context)
             prediction = _call(self._predict_fn, data, self.model, context=context)
             result = _call(self._output_fn, prediction, accept, context=context)
         body, response_type = result if isinstance(result, tuple) else (result, accept)
@@ -149,5 +152,24 @@ class CustomHandlerRuntime:
         self._pool.shutdown(wait=True)
 
 
+def _as_text(body: bytes, content_type: str) -> bytes | str:
+    # As the toolkit's server does: a script's input_fn or transform_fn gets JSON and CSV bodies as text.
+    if content_type not in content_types.UTF8_TYPES:
+        return body
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        kind = "bad_json" if content_type == content_types.JSON else "bad_csv"
+        raise InferenceError(400, kind, f"a {content_type} body must be UTF-8: {err}") from None
+
+
 def _default_predict_fn(images: list[Image.Image], model: ImageClassifier) -> np.ndarray:
     return model.predict(np.stack([model.preprocess(image) for image in images]))
+
+
+def _default_output_fn(prediction: object, accept: str) -> str | bytes:
+    # The default of SageMaker's PyTorch serving toolkit, which the scripts that need it were written for;
+    # torch is not imported for it (the default image has none): a tensor is whatever comes from torch.
+    if type(prediction).__module__.startswith("torch") and hasattr(prediction, "detach"):
+        prediction = prediction.detach().cpu().numpy().tolist()
+    return encoder.encode(prediction, accept)

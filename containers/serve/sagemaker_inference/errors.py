@@ -1,14 +1,20 @@
 """The toolkit's error types. Kennel answers a BaseInferenceToolkitError raised by a handler with its
 `status_code` and `message`, and UnsupportedFormatError with 415."""
 
+import textwrap
+
 
 class UnsupportedFormatError(Exception):
     """An unsupported content type was provided."""
 
     def __init__(self, content_type: str, **kwargs: object) -> None:
-        self._message = (
-            f"Content type {content_type} is not supported by this framework. Please implement input_fn to "
-            "deserialize the request data or an output_fn to serialize the response."
+        # The toolkit's text to the character ("to to" included): a script that logs or compares it, and the
+        # first line that Kennel sends to the client, read the same in both builds.
+        self._message = textwrap.dedent(
+            f"""Content type {content_type} is not supported by this framework.
+
+            Please implement input_fn to to deserialize the request data or an output_fn to
+            serialize the response. For more information, see the SageMaker Python SDK README."""
         )
         super().__init__(self._message, **kwargs)
 
