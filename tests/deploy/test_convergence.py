@@ -5,11 +5,13 @@ made to fail at each of its AWS calls in turn, k = 1..N, against moto over HTTP:
 500 InternalFailure before it reaches moto. From each failed state, a second `up` must end in exactly the
 state a clean `up` gives, read back through the AWS APIs; and, from the same failed state reached again,
 `down` must leave nothing of the stack but its bucket (which `down` keeps by design). Then the same for
-`down` failing at each of its calls, followed by `down` again. One moto server, reset between points.
+`down` failing at each of its calls, followed by `down` again; and an async stack's up failing at each
+of the calls only it makes. One moto server, reset between points.
 """
 
 import functools
 import json
+import re
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +25,8 @@ from botocore.exceptions import ClientError
 from deploy import iam, lifecycle
 from deploy import stack as stack_module
 from deploy.aws import Run
-from tests.deploy.conftest import record_in_ecr
+from tests.deploy.conftest import LAMBDA_ALARMS, drop_alarms, record_in_ecr
+from tests.deploy.test_kinds_stack import ASYNC
 
 BOUNDARY = "kennel-role-boundary"
 # Fields that differ between two clean runs of the same stack: times, generated ids, request ids.
@@ -78,11 +81,17 @@ def _post(url: str, body: dict | None = None) -> None:
     urllib.request.urlopen(urllib.request.Request(url, data=data, method="POST"), timeout=10).read()
 
 
+# A scaling policy's ARN carries an id drawn at creation; alarms that act on it name it.
+POLICY_ID = re.compile(r"scalingPolicy:[0-9a-f-]{36}:")
+
+
 def _strip(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _strip(v) for k, v in value.items() if k not in VOLATILE}
     if isinstance(value, list):
         return [_strip(v) for v in value]
+    if isinstance(value, str):
+        return POLICY_ID.sub("scalingPolicy:(id):", value)
     return value
 
 
@@ -243,6 +252,18 @@ def stage(aws: str, stack_doc: dict, write_stack, session: boto3.Session) -> Sta
     return Stage(aws, write_stack(stack_doc), session)
 
 
+@pytest.fixture
+def async_stage(aws: str, stack_doc: dict, write_stack, session: boto3.Session) -> Stage:
+    """An async stack: its SNS topics, queue-based scaling and the wake-up policy and alarm."""
+    stack_doc["permissions_boundary"] = BOUNDARY
+    stack_doc["endpoint"].update(kind="async", **{"async": dict(ASYNC, error_topic=True)})
+    scaling = stack_doc["autoscaling"]
+    del scaling["target_invocations_per_instance"]
+    scaling.update(min_instances=0, target_backlog_per_instance=5)
+    del stack_doc["lambda"]
+    return Stage(aws, write_stack(drop_alarms(stack_doc, LAMBDA_ALARMS)), session)
+
+
 def test_up_failing_at_any_call_converges_on_the_next_up_and_down_removes_it(stage):
     stage.fresh()
     stage.up()
@@ -268,6 +289,34 @@ def test_up_failing_at_any_call_converges_on_the_next_up_and_down_removes_it(sta
         if left:
             wrong.append(f"call {k} ({call}): down from the failed state left {sorted(left)}")
     print(f"up: {points} injected-failure points")
+    assert wrong == [], "\n".join(wrong)
+
+
+# Where an async stack's up differs from the example's: its topics, queue scaling, wake-up policy and alarm.
+ASYNC_SERVICES = ("sns.", "application-autoscaling.", "cloudwatch.")
+
+
+def test_an_async_stack_failing_at_its_own_calls_converges_on_the_next_up(async_stage):
+    """The example's sweep covers the calls every kind makes; here the SNS, Application Auto Scaling and
+    CloudWatch calls of an async stack's up fail in turn."""
+    stage = async_stage
+    stage.fresh()
+    stage.up()
+    calls = list(stage.injector.calls)
+    points = [k for k, call in enumerate(calls, 1) if call.startswith(ASYNC_SERVICES)]
+    clean = stage.snapshot()
+    wrong: list[str] = []
+    for k in points:
+        stage.fresh()
+        call = stage.fails_at(k, stage.up)
+        if call is None:
+            wrong.append(f"call {k}: up did not fail")
+            continue
+        stage.up()
+        got = stage.snapshot()
+        if got != clean:
+            wrong.append(f"call {k} ({call}): the next up ends elsewhere: {diff(clean, got)}")
+    print(f"async up: {len(points)} injected-failure points of {len(calls)} calls")
     assert wrong == [], "\n".join(wrong)
 
 
