@@ -1,8 +1,8 @@
 """What the command line says when an AWS call fails: one line naming the call that failed, AWS's own
 reason, and what to do next.
 
-    deploy up: AWS call CreateEndpoint failed: ResourceLimitExceeded: ... Raise the quota ..., then run
-    `up` again: it picks up where it stopped.
+    deploy up: AWS call CreateEndpoint failed: ResourceLimitExceeded: ... An account quota is reached:
+    raise it in Service Quotas or free capacity, then run `up` again: it picks up where it stopped
 
 botocore's errors are turned into that line here and only here, at the command line's boundary
 (deploy/cli.py); the resource modules let them rise. `--debug` prints the traceback as well.
@@ -11,7 +11,6 @@ botocore's errors are turned into that line here and only here, at the command l
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionError,
     CredentialRetrievalError,
     HTTPClientError,
     NoCredentialsError,
@@ -21,6 +20,7 @@ from botocore.exceptions import (
     TokenRetrievalError,
     WaiterError,
 )
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 # Error codes by what the person running deploy can do about them.
 DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError"}
@@ -88,7 +88,7 @@ def explain(err: BaseException, command: str) -> str | None:
         return f"no usable AWS credentials ({err}): {CREDENTIALS_HINT}"
     if isinstance(err, SSOError | TokenRetrievalError | CredentialRetrievalError):
         return f"AWS credentials could not be loaded ({err}): {CREDENTIALS_HINT}"
-    if isinstance(err, ConnectionError | HTTPClientError):
+    if isinstance(err, BotoConnectionError | HTTPClientError):
         return (
             f"AWS could not be reached ({err}): check the network, the stack's region and "
             f"AWS_ENDPOINT_URL if set, then {rerun(command)}"
