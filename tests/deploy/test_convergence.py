@@ -5,8 +5,9 @@ made to fail at each of its AWS calls in turn, k = 1..N, against moto over HTTP:
 500 InternalFailure before it reaches moto. From each failed state, a second `up` must end in exactly the
 state a clean `up` gives, read back through the AWS APIs; and, from the same failed state reached again,
 `down` must leave nothing of the stack but its bucket (which `down` keeps by design). Then the same for
-`down` failing at each of its calls, followed by `down` again; and an async stack's up failing at each
-of the calls only it makes. One moto server, reset between points.
+`down` failing at each of its calls, followed by `down` again; `up` whose call k took effect but whose
+answer was lost (a read timeout), followed by `up` again; and an async stack's up failing at each of the
+calls only it makes. One moto server, reset between points.
 
 Every point checks that the run stopped at its failed call with an error and changed nothing after it.
 A run stopped at a read leaves the same state as one stopped at the write before it, so the up sweep runs
@@ -24,7 +25,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ReadTimeoutError
 
 from deploy import iam, lifecycle
 from deploy import stack as stack_module
@@ -58,20 +59,27 @@ VOLATILE = {
 
 
 class Injector:
-    """Counts every AWS call of the clients made after it is installed and makes call `fail_at` answer
-    500 InternalFailure without sending it (as AWS does when it fails a request)."""
+    """Counts every AWS call of the clients made after it is installed and makes call `fail_at` fail:
+    by default it answers 500 InternalFailure without being sent (as AWS does when it fails a request);
+    with `lost_answer`, it is sent and done, and its answer times out instead (a dropped connection)."""
 
     def __init__(self, session: boto3.Session) -> None:
         self.calls: list[str] = []
         self.fail_at: int | None = None
+        self.lost_answer = False
         session.events.register("before-call", self._before_call)
+        session.events.register("after-call", self._after_call)
 
-    def arm(self, fail_at: int | None) -> None:
-        self.calls, self.fail_at = [], fail_at
+    def arm(self, fail_at: int | None, lost_answer: bool = False) -> None:
+        self.calls, self.fail_at, self.lost_answer = [], fail_at, lost_answer
+
+    def _after_call(self, **kwargs) -> None:
+        if self.lost_answer and len(self.calls) == self.fail_at:
+            raise ReadTimeoutError(endpoint_url="https://injected.invalid")
 
     def _before_call(self, model, **kwargs) -> tuple[AWSResponse, dict] | None:
         self.calls.append(f"{model.service_model.service_name}.{model.name}")
-        if len(self.calls) != self.fail_at:
+        if len(self.calls) != self.fail_at or self.lost_answer:
             return None
         error = {"Code": "InternalFailure", "Message": f"injected at call {self.fail_at}"}
         return AWSResponse("https://injected.invalid", 500, {}, None), {
@@ -235,11 +243,11 @@ class Stage:
     def down(self) -> Run:
         return lifecycle.down(self.run())
 
-    def fails_at(self, k: int, action: Callable[[], Any]) -> str | None:
+    def fails_at(self, k: int, action: Callable[[], Any], lost_answer: bool = False) -> str | None:
         """Runs `action` with call k failing; the call's name when `action` stopped there with an error,
         else None: it went on as if the call had worked, or changed something after it (reading, as a
         failed wait does to report the reason, is fine)."""
-        self.injector.arm(k)
+        self.injector.arm(k, lost_answer)
         try:
             action()
         except Exception:  # the injected error, as a ClientError, WaiterError or DeployError
@@ -310,6 +318,32 @@ def test_up_failing_at_any_call_converges_on_the_next_up_and_down_removes_it(sta
         if left:
             wrong.append(f"call {k} ({call}): down from the failed state left {sorted(left)}")
     print(f"up: {len(calls)} injected-failure points, {len(checked)} distinct failed states")
+    assert wrong == [], "\n".join(wrong)
+
+
+def test_up_that_loses_the_answer_to_any_call_converges_on_the_next_up(stage):
+    """Call k reaches AWS and takes effect, but its answer is lost: the next up must see what the call
+    did, not do it twice. The state left is that of the writes up to and including call k, so each
+    distinct one is checked once."""
+    stage.fresh()
+    stage.up()
+    calls = list(stage.injector.calls)
+    clean = stage.snapshot()
+    wrong: list[str] = []
+    checked: dict[int, int] = {}
+    for k in range(1, len(calls) + 1):
+        if checked.setdefault(writes_before(calls, k + 1), k) != k:
+            continue
+        stage.fresh()
+        call = stage.fails_at(k, stage.up, lost_answer=True)
+        if call is None:
+            wrong.append(f"call {k} ({calls[k - 1]}): up did not stop there with an error")
+            continue
+        stage.up()
+        got = stage.snapshot()
+        if got != clean:
+            wrong.append(f"call {k} ({call}): the next up ends elsewhere: {diff(clean, got)}")
+    print(f"up, answers lost: {len(calls)} points, {len(checked)} distinct states")
     assert wrong == [], "\n".join(wrong)
 
 
