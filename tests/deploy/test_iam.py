@@ -71,6 +71,19 @@ def test_trust_policies_let_their_service_act_only_for_this_account(run):
         }, name
 
 
+def test_trust_policy_conditions_pass_parliament(run):
+    """parliament 1.6 reads no Principal, so each trust statement is linted as a grant of sts:AssumeRole
+    on the role itself: that checks its condition keys and operators (a misspelled key is a finding)."""
+    for name, service, _ in iam.roles(run):
+        for statement in statements(iam.trust_policy(run, name, service)):
+            grant = {k: v for k, v in statement.items() if k != "Principal"}
+            grant["Resource"] = iam.role_arn(run, name)
+            findings = analyze_policy_string(
+                json.dumps({"Version": "2012-10-17", "Statement": [grant]})
+            ).findings
+            assert findings == [], f"{name}: {[(f.issue, f.detail) for f in findings]}"
+
+
 def test_metrics_may_be_published_only_to_sagemakers_namespaces_for_the_roles_jobs(run):
     wanted = {
         "kennel-sagemaker-hosting": ["/aws/sagemaker/Endpoints", "/aws/sagemaker/TransformJobs"],
