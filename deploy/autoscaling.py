@@ -187,12 +187,9 @@ def ensure_wake_up(run: Run) -> None:
     elif run.apply(
         "cloudwatch alarm", wanted_alarm["AlarmName"], "update" if alarm else "create", WAKE_METRIC
     ):
-        cloudwatch = run.client("cloudwatch")
-        cloudwatch.put_metric_alarm(**wanted_alarm)
-        arn = cloudwatch.describe_alarms(AlarmNames=[wanted_alarm["AlarmName"]])["MetricAlarms"][0][
-            "AlarmArn"
-        ]
-        cloudwatch.tag_resource(ResourceARN=arn, Tags=run.tag_list())
+        # Tagged in the same call: tags put in a second call would be lost to an up that failed between
+        # the two, as the next up finds the alarm unchanged.
+        run.client("cloudwatch").put_metric_alarm(**wanted_alarm, Tags=run.tag_list())
 
 
 def delete_wake_up(run: Run) -> None:

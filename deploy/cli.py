@@ -11,11 +11,12 @@ so `--help`, `status` and `down` never load them.
 
 import argparse
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy import commands, demo, loadtest
+from deploy import commands, demo, errors, loadtest
 from deploy.aws import DeployError, Run
 from deploy.stack import StackError, load
 
@@ -64,6 +65,7 @@ def parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         cmd.add_argument("--stack", required=True, type=Path, metavar="FILE", help="the stack file (TOML)")
+        cmd.add_argument("--debug", action="store_true", help="on an error, print its traceback too")
         command.arguments(cmd)
     return top
 
@@ -74,5 +76,16 @@ def main(argv: list[str] | None = None) -> int:
         run = Run(load(args.stack), dry_run=args.command == "plan")
         return COMMANDS[args.command].handler(args, run)
     except (StackError, DeployError) as err:
+        if args.debug:
+            traceback.print_exc()
         print(f"deploy {args.command}: {err}", file=sys.stderr)
         return 2 if isinstance(err, StackError) else 1
+    except Exception as err:
+        # AWS's errors become one line here, once; anything else is a bug and keeps its traceback.
+        line = errors.explain(err, args.command)
+        if line is None:
+            raise
+        if args.debug:
+            traceback.print_exc()
+        print(f"deploy {args.command}: {line}", file=sys.stderr)
+        return 1

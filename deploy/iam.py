@@ -2,6 +2,10 @@
 
 The policy documents are plain functions of the stack, so tests lint exactly what `up` puts in place.
 `Resource: "*"` appears only for the actions in RESOURCE_STAR_ONLY, where AWS offers nothing narrower.
+Each role trusts its one service only when the service acts for this account (`trust_policy`), and with
+`permissions_boundary` in the stack file every role is bounded by that managed policy, whose document
+`boundary_policy` writes: then the identity running deploy, which may create roles only with that
+boundary (docs/deploy.md), cannot grant itself more through them.
 """
 
 import contextlib
@@ -9,13 +13,17 @@ import json
 from typing import Any
 
 from deploy import topics
-from deploy.aws import Run
+from deploy.aws import DeployError, Run
 
 # The only actions granted on "*", each because the service has no resource type for it.
 RESOURCE_STAR_ONLY = {
     "ecr:GetAuthorizationToken": "the registry login token is account-wide; ECR has no resource for it",
-    "cloudwatch:PutMetricData": "CloudWatch metrics have no ARN; SageMaker containers publish through it",
+    "cloudwatch:PutMetricData": "metrics have no ARN; a cloudwatch:namespace condition limits it instead",
 }
+# Where SageMaker publishes a job's or an endpoint's instance metrics, with the job's role.
+ENDPOINT_METRICS = "/aws/sagemaker/Endpoints"
+TRAINING_METRICS = "/aws/sagemaker/TrainingJobs"
+TRANSFORM_METRICS = "/aws/sagemaker/TransformJobs"
 POLICY_NAME = "kennel"
 Policy = dict[str, Any]
 
@@ -28,9 +36,27 @@ def _allow(sid: str, actions: list[str], resources: list[str], **extra: Any) -> 
     return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources, **extra}
 
 
-def trust_policy(service: str) -> Policy:
+def trust_policy(run: Run, role: str, service: str) -> Policy:
+    """The service may assume the role only on behalf of this account (aws:SourceAccount) and, for
+    SageMaker, only for its resources here (aws:SourceArn): so no one else can have the service use the
+    role for them, the confused deputy of AWS's guidance. SageMaker's guidance gives the ARN patterns:
+    training jobs for the training role (and the tuning jobs that start them), and for endpoints
+    `arn:...:sagemaker:REGION:ACCOUNT:*`, which it says not to narrow. AWS documents no aws:SourceArn
+    that Lambda sets when it assumes an execution role, and a condition on a key the service leaves unset
+    makes the role unassumable, so the proxy's role checks the account alone."""
+    condition: dict[str, Any] = {"StringEquals": {"aws:SourceAccount": run.account}}
+    if service == "sagemaker":
+        jobs = (
+            ["training-job/*", "hyper-parameter-tuning-job/*"] if role == run.stack.training_role else ["*"]
+        )
+        condition["ArnLike"] = {"aws:SourceArn": [run.arn("sagemaker", job) for job in jobs]}
     return _policy(
-        {"Effect": "Allow", "Principal": {"Service": f"{service}.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": f"{service}.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            "Condition": condition,
+        }
     )
 
 
@@ -49,8 +75,9 @@ def _ecr_pull(run: Run, image: str) -> list[dict[str, Any]]:
     ]
 
 
-def _metrics() -> dict[str, Any]:
-    return _allow("PublishMetrics", ["cloudwatch:PutMetricData"], ["*"])
+def _metrics(*namespaces: str) -> dict[str, Any]:
+    condition = {"StringEquals": {"cloudwatch:namespace": list(namespaces)}}
+    return _allow("PublishMetrics", ["cloudwatch:PutMetricData"], ["*"], Condition=condition)
 
 
 def hosting_policy(run: Run) -> Policy:
@@ -70,7 +97,7 @@ def hosting_policy(run: Run) -> Policy:
         _allow("WriteLogs", ["logs:CreateLogStream", "logs:PutLogEvents"], [f"{group}:log-stream:*"]),
         _allow("DescribeLogs", ["logs:DescribeLogStreams"], [f"{group}:*"]),
         *async_statements(run),
-        _metrics(),
+        _metrics(ENDPOINT_METRICS, *([TRANSFORM_METRICS] if stack.transform else [])),
         *_data_capture(run),
         *_batch_transform(run),
     )
@@ -141,7 +168,7 @@ def training_policy(run: Run) -> Policy:
             [f"{group}:log-stream:{stack.name}-*"],
         ),
         _allow("DescribeLogs", ["logs:DescribeLogStreams"], [f"{group}:*"]),
-        _metrics(),
+        _metrics(TRAINING_METRICS),
     )
 
 
@@ -157,6 +184,65 @@ def lambda_policy(run: Run) -> Policy:
         ),
         _allow("WriteLogs", ["logs:CreateLogStream", "logs:PutLogEvents"], [f"{group}:log-stream:*"]),
     )
+
+
+def boundary_policy(run: Run) -> Policy:
+    """The most any role of this stack may do, whatever its endpoint kind and options: the document of
+    the managed policy `permissions_boundary` names. It depends only on the stack's names, region, bucket
+    and prefix, so an administrator creates it once; every role policy above stays inside it."""
+    stack = run.stack
+    bucket = f"arn:{run.partition}:s3:::{stack.bucket}"
+    groups = (stack.endpoint_log_group, "/aws/sagemaker/TrainingJobs", "/aws/sagemaker/TransformJobs")
+    topic_names = (topics.success_topic(stack), topics.error_topic(stack))
+    return _policy(
+        _allow("RegistryLogin", ["ecr:GetAuthorizationToken"], ["*"]),
+        _allow(
+            "PullImages",
+            ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            [run.arn("ecr", f"repository/{stack.repository(image)}") for image in ("serve", "train")],
+        ),
+        _allow(
+            "ListOwnPrefix",
+            ["s3:ListBucket"],
+            [bucket],
+            Condition={"StringLike": {"s3:prefix": [f"{stack.prefix}/*"]}},
+        ),
+        _allow(
+            "OwnObjects",
+            ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
+            [f"{bucket}/{stack.prefix}/*"],
+        ),
+        _allow(
+            "OwnLogs",
+            ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+            [f"{_log_group(run, group)}:*" for group in (*groups, stack.lambda_log_group)],
+        ),
+        _metrics(ENDPOINT_METRICS, TRAINING_METRICS, TRANSFORM_METRICS),
+        _allow(
+            "InvokeEndpoint",
+            ["sagemaker:InvokeEndpoint"],
+            [run.arn("sagemaker", f"endpoint/{stack.endpoint_name.lower()}")],
+        ),
+        _allow("Notify", ["sns:Publish"], [topics.topic_arn(run, name) for name in topic_names]),
+    )
+
+
+def boundary_arn(run: Run) -> str | None:
+    name = run.stack.permissions_boundary
+    return run.arn("iam", f"policy/{name}", region=False) if name else None
+
+
+def _require_boundary(run: Run, arn: str) -> None:
+    """A role cannot be bounded by a policy that does not exist: say who makes it, before any change."""
+    iam = run.client("iam")
+    try:
+        iam.get_policy(PolicyArn=arn)
+    except iam.exceptions.NoSuchEntityException:
+        raise DeployError(
+            f"permissions_boundary {run.stack.permissions_boundary} does not exist",
+            "an administrator creates it once from the boundary document in docs/deploy.md "
+            "(`aws iam create-policy`), then run the command again",
+        ) from None
 
 
 def roles(run: Run) -> list[tuple[str, str, Policy]]:
@@ -191,14 +277,19 @@ def _current(run: Run, name: str) -> tuple[dict | None, dict | None]:
 def ensure_role(run: Run, name: str, service: str, policy: Policy) -> str:
     iam = run.client("iam")
     role, current = _current(run, name)
-    trust = trust_policy(service)
+    trust = trust_policy(run, name, service)
+    boundary = boundary_arn(run)
+    bounded = f", bounded by {run.stack.permissions_boundary}" if boundary else ""
     if role is None:
-        if run.apply("iam role", name, "create", f"assumed by {service}"):
+        if boundary:
+            _require_boundary(run, boundary)
+        if run.apply("iam role", name, "create", f"assumed by {service} for this account{bounded}"):
             iam.create_role(
                 RoleName=name,
                 AssumeRolePolicyDocument=json.dumps(trust),
                 Description=f"Kennel stack {run.stack.name}",
                 Tags=run.tag_list(),
+                **({"PermissionsBoundary": boundary} if boundary else {}),
             )
             iam.get_waiter("role_exists").wait(RoleName=name)
     elif _normalise(role["AssumeRolePolicyDocument"]) != trust:
@@ -206,12 +297,31 @@ def ensure_role(run: Run, name: str, service: str, policy: Policy) -> str:
             iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust))
     else:
         run.apply("iam role", name, "unchanged")
+    if role is not None:
+        _ensure_boundary(run, name, role, boundary)
     label = f"{name}/{POLICY_NAME}"
     if current == policy:
         run.apply("iam policy", label, "unchanged")
     elif run.apply("iam policy", label, "create" if current is None else "update"):
         iam.put_role_policy(RoleName=name, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(policy))
     return role_arn(run, name)
+
+
+def _ensure_boundary(run: Run, name: str, role: dict, boundary: str | None) -> None:
+    """An existing role gets the stack's boundary, or loses one the stack no longer names."""
+    current = role.get("PermissionsBoundary", {}).get("PermissionsBoundaryArn")
+    if current == boundary:
+        return
+    iam = run.client("iam")
+    if boundary is None:
+        if run.apply("iam role boundary", name, "delete", current):
+            iam.delete_role_permissions_boundary(RoleName=name)
+        return
+    _require_boundary(run, boundary)
+    if run.apply(
+        "iam role boundary", name, "update" if current else "create", run.stack.permissions_boundary
+    ):
+        iam.put_role_permissions_boundary(RoleName=name, PermissionsBoundary=boundary)
 
 
 def _normalise(document: Any) -> Any:

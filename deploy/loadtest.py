@@ -321,6 +321,10 @@ def loadtest(args: argparse.Namespace, run: Run) -> int:
             "--probe-concurrency at least 1"
         )
     send, name = sender(args, run)
+    if not args.url:
+        # One call first: AWS that cannot be asked at all (no credentials, out of reach, no such
+        # endpoint) fails the command with its own error, not as a search in which every step failed.
+        send()
     print(f"loadtest: {name}, p99 goal {args.p99_ms:g} ms, at most {args.max_seconds:g} s", file=sys.stderr)
     plan = SearchPlan(
         p99_ms=args.p99_ms,

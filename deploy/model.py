@@ -1,5 +1,6 @@
-"""The SageMaker model: serving image + model archive + execution role. Models are immutable, so the
-name carries a hash of what defines it and a change means a new model."""
+"""The SageMaker model: serving image + model archive + execution role, network-isolated unless the stack
+says `endpoint.network_isolation = false`. Models are immutable, so the name carries a hash of what
+defines it and a change means a new model."""
 
 import hashlib
 import json
@@ -14,6 +15,9 @@ PREFIX = "model-"
 
 def model_name(run: Run, image_uri: str, model_data_url: str, role_arn: str) -> str:
     defining = [image_uri, model_data_url, role_arn] + ([environment(run)] if environment(run) else [])
+    # Models made before isolation existed were not isolated: the marker gives isolated ones a new name.
+    if run.stack.endpoint.network_isolation:
+        defining.append("network-isolated")
     digest = hashlib.sha256(json.dumps(defining).encode()).hexdigest()[:12]
     return f"{run.stack.name}-{PREFIX}{digest}"
 
@@ -28,7 +32,7 @@ def ensure_model(run: Run, image_uri: str, model_data_url: str, role_arn: str) -
     except ClientError as err:
         if not sagemaker_not_found(err):
             raise
-    if run.apply("sagemaker model", name, "create", f"{image_uri} + {model_data_url}"):
+    if run.apply("sagemaker model", name, "create", f"{image_uri} + {model_data_url}; {network(run)}"):
         # A role created moments ago may not be assumable yet: IAM is eventually consistent.
         for attempt in range(6):
             try:
@@ -37,6 +41,7 @@ def ensure_model(run: Run, image_uri: str, model_data_url: str, role_arn: str) -
                     PrimaryContainer={"Image": image_uri, "ModelDataUrl": model_data_url}
                     | ({"Environment": environment(run)} if environment(run) else {}),
                     ExecutionRoleArn=role_arn,
+                    EnableNetworkIsolation=run.stack.endpoint.network_isolation,
                     Tags=run.tag_list(),
                 )
                 break
@@ -73,3 +78,12 @@ def environment(run: Run) -> dict[str, str]:
     `[endpoint.async] max_payload_mb` (SageMaker hands it the S3 object; the pixel guard still applies)."""
     settings = run.stack.endpoint.async_inference
     return {"SAGEMAKER_MAX_PAYLOAD_IN_MB": str(settings.max_payload_mb)} if settings else {}
+
+
+def network(run: Run) -> str:
+    """What `plan` says of the model's network: isolated (the serving container needs none), or open."""
+    if run.stack.endpoint.network_isolation:
+        return "network isolated"
+    if run.stack.endpoint.kind == "serverless":
+        return "network open (serverless endpoints cannot be isolated)"
+    return "network open (endpoint.network_isolation = false)"

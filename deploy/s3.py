@@ -12,31 +12,62 @@ from botocore.exceptions import ClientError
 
 from deploy.aws import DeployError, Run
 
+PRIVATE = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+
 
 def ensure_bucket(run: Run) -> None:
-    """Creates the bucket if needed (private, tagged). `down` leaves it: it also holds training data."""
-    s3, bucket = run.client("s3"), run.stack.bucket
+    """Creates the bucket if needed, private and tagged. An existing bucket gets whichever of the two it
+    lacks (a run that failed right after creating it left it without them); tags of its own stay. `down`
+    leaves the bucket: it also holds training data."""
+    s3, bucket, wanted = run.client("s3"), run.stack.bucket, run.stack.all_tags()
     try:
         s3.head_bucket(Bucket=bucket)
-        run.apply("s3 bucket", bucket, "unchanged")
-        return
+        current = _tags(run)
     except ClientError as err:
         if not _head_not_found(err):
             raise
-    if not run.apply("s3 bucket", bucket, "create"):
+        current = None
+    tagged = current is not None and all(current.get(k) == v for k, v in wanted.items())
+    if tagged and _is_private(run):
+        run.apply("s3 bucket", bucket, "unchanged")
         return
-    where = {} if run.stack.region == "us-east-1" else {"LocationConstraint": run.stack.region}
-    s3.create_bucket(Bucket=bucket, **({"CreateBucketConfiguration": where} if where else {}))
-    s3.put_public_access_block(
-        Bucket=bucket,
-        PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True,
-            "IgnorePublicAcls": True,
-            "BlockPublicPolicy": True,
-            "RestrictPublicBuckets": True,
-        },
+    if not run.apply("s3 bucket", bucket, "create" if current is None else "update", "private, tagged"):
+        return
+    if current is None:
+        where = {} if run.stack.region == "us-east-1" else {"LocationConstraint": run.stack.region}
+        s3.create_bucket(Bucket=bucket, **({"CreateBucketConfiguration": where} if where else {}))
+    s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=PRIVATE)
+    tags = {**(current or {}), **wanted}
+    s3.put_bucket_tagging(
+        Bucket=bucket, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]}
     )
-    s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": run.tag_list()})
+
+
+def _is_private(run: Run) -> bool:
+    s3 = run.client("s3")
+    try:
+        block = s3.get_public_access_block(Bucket=run.stack.bucket)["PublicAccessBlockConfiguration"]
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") != "NoSuchPublicAccessBlockConfiguration":
+            raise
+        return False
+    return block == PRIVATE
+
+
+def _tags(run: Run) -> dict[str, str]:
+    s3 = run.client("s3")
+    try:
+        tag_set = s3.get_bucket_tagging(Bucket=run.stack.bucket)["TagSet"]
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") != "NoSuchTagSet":
+            raise
+        return {}
+    return {t["Key"]: t["Value"] for t in tag_set}
 
 
 def _head_not_found(err: ClientError) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = re.compile(r"^[a-z][a-z0-9-]{1,19}$")
+POLICY_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,128}$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 PREFIX = re.compile(r"^[a-z0-9][a-z0-9/_-]*[a-z0-9]$")
@@ -67,6 +68,8 @@ class Endpoint:
     kind: str = "realtime"
     serverless: "Serverless | None" = None
     async_inference: "AsyncInference | None" = None
+    # EnableNetworkIsolation on the model: the serving container reaches no network. Serverless: always off.
+    network_isolation: bool = True
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,8 @@ class Stack:
     path: Path = field(compare=False)
     alarms: "Alarms" = field(default_factory=lambda: Alarms())
     transform: "Transform | None" = None
+    # A managed policy (made by an administrator) that bounds every role `up` creates; None: no boundary.
+    permissions_boundary: str | None = None
 
     # Every resource name derives from `name`; lower case throughout because IAM matches endpoint ARNs
     # in lower case.
@@ -248,6 +253,9 @@ def parse(doc: dict[str, Any], base: Path, path: Path | None = None) -> Stack:
             if kind != "serverless"
             else None,
             log_retention_days=endpoint.integer("log_retention_days", minimum=1),
+            network_isolation=endpoint.boolean("network_isolation")
+            if "network_isolation" in endpoint.data
+            else kind != "serverless",
             kind=kind,
             serverless=_serverless(endpoint) if kind == "serverless" else None,
             async_inference=_async(endpoint, s3.data.get("prefix", "")) if kind == "async" else None,
@@ -281,6 +289,7 @@ def parse(doc: dict[str, Any], base: Path, path: Path | None = None) -> Stack:
         else None,
         path=path or base,
         transform=transform,
+        permissions_boundary=top.string("permissions_boundary", required=False, pattern=POLICY_NAME),
     )
     stack = _with_operations(stack, top, endpoint, fn)
     for table in (top, images, s3, model, training, tuning, endpoint, scaling, fn):
@@ -637,6 +646,7 @@ _NOT_ON = {
         ),
         ("endpoint.model_download_timeout_seconds", "SageMaker manages a serverless endpoint's start-up"),
         ("endpoint.data_capture", "SageMaker does not capture data on serverless endpoints"),
+        ("endpoint.network_isolation", "SageMaker does not isolate serverless endpoints from the network"),
         ("alarms.cpu_percent", "a serverless endpoint has no instances whose CPU could be watched"),
         ("alarms.at_max_instances_minutes", "a serverless endpoint has no instance count"),
     ),

@@ -149,8 +149,9 @@ def make_run(stack_file: Path):
     return make
 
 
-def record_in_ecr(image: str, repository: str, tag: str, auth: dict[str, str]) -> str:
-    """Stands in for build-and-push in the moto tests: registers a manifest as a push to ECR would."""
+def record_in_ecr(image: str, repository: str, tag: str, auth: dict[str, str], client=None) -> str:
+    """Stands in for build-and-push in the moto tests: registers a manifest as a push to ECR would
+    (through `client` when given, else a new ECR client)."""
     manifest = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
@@ -162,7 +163,7 @@ def record_in_ecr(image: str, repository: str, tag: str, auth: dict[str, str]) -
         "layers": [],
     }
     name = repository.split("/", 1)[1]
-    answer = boto3.client("ecr").put_image(
+    answer = (client or boto3.client("ecr")).put_image(
         repositoryName=name, imageManifest=json.dumps(manifest), imageTag=tag
     )
     return answer["image"]["imageId"]["imageDigest"]

@@ -8,10 +8,12 @@ import tarfile
 import urllib.request
 
 import boto3
+import pytest
 
 from deploy import cli, ecr, function, iam, lifecycle
-from deploy.stack import load
+from deploy.stack import StackError, load, parse
 from tests.deploy.conftest import record_in_ecr
+from tests.deploy.test_kinds_stack import serverless_doc
 
 
 def actions(run) -> list[tuple[str, str, str]]:
@@ -213,3 +215,31 @@ def test_invoke_direct_reads_the_endpoint_answer(make_run, stack_file, tmp_path,
     image.write_bytes(b"PNG stand-in: moto reads request bodies as UTF-8")
     assert cli.main(["invoke", "--stack", str(stack_file), str(image), "--direct"]) == 0
     assert json.loads(capsys.readouterr().out) == {"label": "001.Affenpinscher"}
+
+
+def test_the_model_is_network_isolated_unless_the_stack_opens_it(make_run, stack_doc, write_stack, session):
+    sent: list[dict] = []
+    session.events.register(
+        "before-parameter-build.sagemaker.CreateModel", lambda params, **kw: sent.append(dict(params))
+    )
+    planned = lifecycle.up(make_run(dry_run=True))
+    (model,) = [c for c in planned.changes if c.kind == "sagemaker model"]
+    assert model.detail.endswith("; network isolated")
+    lifecycle.up(make_run(), publish=record_in_ecr)
+    assert [p["EnableNetworkIsolation"] for p in sent] == [True]
+
+    stack_doc["endpoint"]["network_isolation"] = False
+    opened = write_stack(stack_doc, "opened.toml")
+    planned = lifecycle.up(make_run(dry_run=True, path=opened))
+    (model,) = [c for c in planned.changed() if c.kind == "sagemaker model" and c.action == "create"]
+    assert model.detail.endswith("; network open (endpoint.network_isolation = false)")
+    # A new model, so the endpoint moves to it through a new config (blue/green, stubbed elsewhere).
+    assert {c.kind for c in planned.changed()} >= {"sagemaker model", "endpoint config", "endpoint"}
+
+
+def test_a_serverless_endpoint_refuses_network_isolation(tmp_path):
+    doc = serverless_doc()
+    assert parse(doc, tmp_path).endpoint.network_isolation is False
+    doc["endpoint"]["network_isolation"] = True
+    with pytest.raises(StackError, match=r"endpoint\.network_isolation: does not apply to a serverless"):
+        parse(doc, tmp_path)
