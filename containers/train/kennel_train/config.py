@@ -144,7 +144,8 @@ class TrainConfig:
     )
     overtraining: str = _opt(
         "stop",
-        "the rule's action: off, warn or stop; stop is early stopping (the model is always written from the best validation epoch)",
+        "the rule's action: off, warn or stop; stop is early stopping (the model is always written from "
+        "the best validation epoch)",
         choices=ACTIONS,
     )
     overtraining_patience: int = _opt(
