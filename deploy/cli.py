@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy import commands, loadtest
+from deploy import commands, loadtest, report
 from deploy.aws import DeployError, Run
 from deploy.stack import StackError, load
 
@@ -48,6 +48,7 @@ COMMANDS: dict[str, Command] = {
     "promote": Command(commands.promote, commands.tuning_job_argument),
     "transform": Command(commands.batch_transform, commands.transform_arguments),
     "loadtest": Command(loadtest.loadtest, loadtest.arguments),
+    "report": Command(report.report, report.arguments),
 }
 
 
