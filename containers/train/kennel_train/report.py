@@ -96,6 +96,8 @@ def _curves(details: dict) -> Callable[[Any], None]:
     epochs = details["rules"]["epochs"]
 
     def draw(figure: Any) -> None:
+        from matplotlib.ticker import MaxNLocator
+
         if not epochs:
             raise _NoData("no epoch finished")
         x = [e["epoch"] for e in epochs]
@@ -107,6 +109,7 @@ def _curves(details: dict) -> Callable[[Any], None]:
             if best:
                 axes.axvline(best, color="#2e7d32", linestyle="--", linewidth=1, label=f"best epoch {best}")
             axes.set_xlabel("epoch")
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
             axes.set_title(title)
             axes.legend()
 

@@ -68,7 +68,9 @@ class StepClock:
         return start.elapsed_time(end) / 1000 if self.cuda else end - start
 
 
-def timed_allreduce(telemetry: "Telemetry", bucket: torch.distributed.GradBucket) -> torch.futures.Future:
+def timed_allreduce(
+    telemetry: "Telemetry", bucket: torch.distributed.GradBucket
+) -> torch.futures.Future[torch.Tensor]:
     """DDP's own all-reduce, with a clock mark when each bucket is ready: the last mark is where the
     local backward ended, so from there to the end of backward is time spent waiting for other ranks."""
     telemetry.last_bucket = telemetry.clock.mark()
