@@ -148,6 +148,8 @@ def test_a_zero_initialised_network_fires_poor_initialisation_vanishing_gradient
     top = report[report.index('<section id="summary">') : report.index("</section>")]
     for rule in found:
         assert f"{rule} (warn)" in top
+    # Every image is given one class, so the confusion pairs are many and each has its thumbnail.
+    assert report.count('alt="a misclassified test image"') == 4
 
 
 def test_a_dataloader_that_sleeps_fires_the_bottleneck_rule(tmp_path, monkeypatch, no_export):

@@ -123,9 +123,10 @@ class Insight:
         self._report(found)
         if self.dist.is_main:
             share = reading["data_wait"] / max(self.step_seconds(reading), 1e-12)
+            norm = f", gradient norm {reading['grad_norm']:.3g}" if "grad_norm" in reading else ""
             log.info(
-                "step %d (epoch %d): loss %.4g, gradient norm %.3g, %.0f images/s, data wait %.0f%%",
-                reading["step"], reading["epoch"], reading["loss"], reading.get("grad_norm", float("nan")),
+                "step %d (epoch %d): loss %.4g%s, %.0f images/s, data wait %.0f%%",
+                reading["step"], reading["epoch"], reading["loss"], norm,
                 reading["images_per_second"], 100 * share,
             )  # fmt: skip
         if self.scalars:
