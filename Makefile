@@ -16,6 +16,7 @@ IMAGES ?=
 .PHONY: up test bench soak setup build lint format down clean
 
 up: build
+	@echo "make up: the training report goes into the model volume; copy it out with: $(COMPOSE) run --rm --no-deps --entrypoint cat train /opt/ml/model/report.html > report.html"
 	$(COMPOSE) up
 
 test: build lint

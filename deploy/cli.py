@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy import commands, demo, errors, loadtest
+from deploy import commands, demo, errors, loadtest, report
 from deploy.aws import DeployError, Run
 from deploy.stack import StackError, load
 
@@ -50,6 +50,7 @@ COMMANDS: dict[str, Command] = {
     "transform": Command(commands.batch_transform, commands.transform_arguments),
     "loadtest": Command(loadtest.loadtest, loadtest.arguments),
     "demo": Command(demo.demo, demo.arguments),
+    "report": Command(report.report, report.arguments),
 }
 
 

@@ -28,6 +28,11 @@ SPOT_NOTES = {
     "Restarting": "resuming on new spot capacity",
     "MaxWaitTimeExceeded": "spot capacity did not come back within training.max_wait_seconds",
 }
+# A finding of the training image's rules, as its log has it (containers/train/kennel_train/rules.py):
+#   finding rule=overfit action=warn epoch=7 step=1400 seconds=812.4 gap=0.3112 ...
+FINDING = re.compile(
+    r"finding rule=(?P<rule>\w+) action=(?P<action>warn|stop) epoch=(?P<epoch>\d+) step=\d+ "
+)
 
 
 @dataclass
@@ -84,12 +89,16 @@ def duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
-def _loop(run: Run, poll: Callable[[], str], tail: LogTail) -> None:
-    """poll() says what changed and returns the status; log lines follow; until a terminal status."""
+def _loop(
+    run: Run, poll: Callable[[], str], tail: LogTail, seen: Callable[[str], None] = lambda line: None
+) -> None:
+    """poll() says what changed and returns the status; log lines follow (each also to `seen`); until a
+    terminal status."""
     while True:
         status = poll()
         for line in tail.lines():
             run.say(line)
+            seen(line)
         if status in TERMINAL:
             return
         time.sleep(min(run.poll_seconds, FOLLOW_SECONDS))
@@ -115,9 +124,14 @@ def follow_training(run: Run, name: str) -> dict[str, Any]:
         printed[:] = transitions
         return described["TrainingJobStatus"]
 
-    _loop(run, poll, LogTail(run, TRAINING_LOGS, f"{name}/"))
+    findings: list[re.Match] = []
+    tail = LogTail(run, TRAINING_LOGS, f"{name}/")
+    _loop(run, poll, tail, lambda line: findings.extend(FINDING.finditer(line)))
     for metric in final.get("FinalMetricDataList", []):
         run.say(f"  {metric['MetricName']} = {metric['Value']:g}")
+    if findings:
+        listed = "; ".join(f"{f['rule']} ({f['action']}) at epoch {f['epoch']}" for f in findings)
+        run.say(f"  findings: {len(findings)}: {listed}")
     training, billable = final.get("TrainingTimeInSeconds"), final.get("BillableTimeInSeconds")
     if training and billable is not None and final.get("EnableManagedSpotTraining"):
         run.say(

@@ -46,6 +46,7 @@ class Training:
     max_wait_seconds: int
     channels: tuple[str, ...]
     hyperparameters: dict[str, str]
+    tensorboard: bool = False  # TensorBoardOutputConfig: the job's TensorBoard scalars synced to S3
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,7 @@ def parse(doc: dict[str, Any], base: Path, path: Path | None = None) -> Stack:
             max_wait_seconds=max_wait,
             channels=tuple(training.strings("channels", pattern=CHANNEL)),
             hyperparameters=training.table("hyperparameters").scalar_map(),
+            tensorboard=training.boolean("tensorboard") if "tensorboard" in training.data else False,
         ),
         tuning=Tuning(
             max_jobs=tuning.integer("max_jobs", minimum=1),

@@ -1,7 +1,9 @@
 """Training and tuning jobs with the pushed training image, the stack's S3 layout and its training role.
 
 Data channels are read from s3://BUCKET/PREFIX/data/CHANNEL/, outputs go to .../training/ and spot
-checkpoints to .../checkpoints/JOB/, the prefixes the training role may touch.
+checkpoints to .../checkpoints/JOB/, the prefixes the training role may touch. With `training.tensorboard`
+the job's TensorBoard scalars (the trainer writes them to /opt/ml/output/tensorboard) are synced to
+.../training/JOB/tensorboard/, beside its output.
 """
 
 import json
@@ -85,12 +87,22 @@ def ensure_training_image(run: Run, publish: ecr.Publisher | None = None) -> str
     return uri
 
 
+# Where the training image writes its TensorBoard event files (kennel_train/insight.py), SageMaker's default.
+TENSORBOARD_LOCAL_PATH = "/opt/ml/output/tensorboard"
+
+
+def tensorboard_uri(run: Run, name: str) -> str:
+    return run.stack.s3_uri("training", name, "tensorboard") + "/"
+
+
 def start_training(run: Run, definitions: list[dict[str, str]]) -> str:
     name = job_name(run, "train")
+    tensorboard = {"S3OutputPath": tensorboard_uri(run, name), "LocalPath": TENSORBOARD_LOCAL_PATH}
     run.client("sagemaker").create_training_job(
         TrainingJobName=name,
         HyperParameters=run.stack.training.hyperparameters,
         CheckpointConfig={"S3Uri": run.stack.s3_uri("checkpoints", name) + "/"},
+        **({"TensorBoardOutputConfig": tensorboard} if run.stack.training.tensorboard else {}),
         Tags=run.tag_list(),
         **definition(run, definitions),
     )

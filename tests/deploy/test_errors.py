@@ -25,6 +25,7 @@ def argv(command: str, stack: Path, tmp_path: Path) -> list[str]:
         "data": ["push", str(dataset)],
         "follow": ["kennel-train0101120000"],
         "stop": ["kennel-train0101120000"],
+        "report": ["kennel-train0101120000"],
         "trials": ["kennel-tune0101120000"],
         "promote": ["kennel-tune0101120000"],
         "transform": ["photos/", "run1/"],

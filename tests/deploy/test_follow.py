@@ -55,7 +55,13 @@ SCRIPT = [
 LOGS = [
     {"algo-1-1767225600": ["epoch 1/2 train_loss=2.10", "checkpoint saved: epoch 1"]},
     {},
-    {"algo-1-1767229200": ["resumed from checkpoint: epoch 1", "validation:accuracy=0.875"]},
+    {
+        "algo-1-1767229200": [
+            "resumed from checkpoint: epoch 1",
+            "finding rule=overfit action=warn epoch=2 step=40 seconds=81.2 gap=0.3112 epochs=3",
+            "validation:accuracy=0.875",
+        ]
+    },
 ]
 
 
@@ -112,8 +118,10 @@ def test_train_wait_shows_status_changes_spot_restarts_log_lines_and_metrics(
         f"{name}: Training - Training image download completed. Training in progress.",
         f"{name}: Completed - Training job completed",
         "[algo-1] resumed from checkpoint: epoch 1",
+        "[algo-1] finding rule=overfit action=warn epoch=2 step=40 seconds=81.2 gap=0.3112 epochs=3",
         "[algo-1] validation:accuracy=0.875",
         "  validation:accuracy = 0.875",
+        "  findings: 1: overfit (warn) at epoch 2",
         "  16m40s training, 5m00s billed (spot saved 70%)",
         f"train: {name} completed: s3://kennel-example-data/kennel/training/{name}/output/model.tar.gz",
     ]

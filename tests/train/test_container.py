@@ -83,8 +83,19 @@ def test_sagemaker_job_writes_a_complete_model_dir(sagemaker_job, dataset):
     assert manifest["preprocessing"]["crop"] == 48
     epochs = EPOCH_LINE.findall(logs)
     assert [m[:2] for m in epochs] == [("1", "3"), ("2", "3"), ("3", "3")]
-    # The manifest's figures are the last evaluation's, as the log printed them.
-    assert manifest["metrics"]["val_accuracy"] == pytest.approx(float(epochs[-1][2]), abs=5e-5)
+    # The manifest's figures are the best validation epoch's, as the log printed them.
+    accuracy = {int(m[0]): float(m[2]) for m in epochs}
+    assert accuracy[manifest["metrics"]["best_epoch"]] == max(accuracy.values())
+    assert manifest["metrics"]["val_accuracy"] == pytest.approx(max(accuracy.values()), abs=5e-5)
+    assert manifest["metrics"]["ended"] == "completed all epochs"
+    # The report and rules.json, in the model directory and in what SageMaker uploads as output.tar.gz.
+    for folder in (tmp_path / "model", tmp_path / "output" / "data"):
+        assert (folder / "report.html").read_text().startswith("<!doctype html>")
+        assert (
+            json.loads((folder / "rules.json").read_text())["best_epoch"] == manifest["metrics"]["best_epoch"]
+        )
+    assert "report written to /opt/ml/model/report.html" in logs
+    assert list((tmp_path / "output" / "tensorboard").glob("events.out.tfevents.*"))
     test = re.search(r"^test:loss=[0-9.]+ test:accuracy=([0-9.]+)$", logs, re.M)
     assert manifest["metrics"]["test_accuracy"] == pytest.approx(float(test.group(1)), abs=5e-5)
     assert not (tmp_path / "output" / "failure").exists()
@@ -162,7 +173,10 @@ def test_sigterm_mid_epoch_checkpoints_and_the_rerun_resumes(train_image, run_co
     resumed = EPOCH_LINE.findall(logs)
     assert [int(m[0]) for m in resumed] == list(range(saved["epoch"] + 1, 4))
     metrics = assert_model_dir(tmp_path / "model", CLASSES)["metrics"]
-    assert metrics["val_accuracy"] == pytest.approx(float(resumed[-1][2]), abs=5e-5)
+    # The best epoch may be one from before the interruption: the checkpoint kept its weights and figures.
+    accuracy = {int(m[0]): float(m[2]) for m in EPOCH_LINE.findall(first.logs().decode()) + resumed}
+    assert metrics["val_accuracy"] == pytest.approx(accuracy[metrics["best_epoch"]], abs=5e-5)
+    assert accuracy[metrics["best_epoch"]] == max(accuracy.values())
 
 
 def test_broken_data_fails_with_a_clear_first_line(train_image, run_container, dataset, tmp_path):

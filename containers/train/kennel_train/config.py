@@ -24,6 +24,9 @@ ALIASES = {"learning_rate": "lr", "num_epochs": "epochs"}
 MAX_CALIBRATION_IMAGES = 512
 CALIBRATION_IMAGES = 64  # the default, for `train` and `convert-seed`
 
+# What a rule does when it fires (kennel_train/rules.py).
+ACTIONS = ("off", "warn", "stop")
+
 
 class ConfigError(ValueError):
     """A flag or hyperparameter that cannot become a valid configuration."""
@@ -42,7 +45,10 @@ class TrainConfig:
     test_dir: str = _opt("", "test split; empty: DATA/test")
     model_dir: str = _opt("/opt/ml/model", "where the model directory is written")
     checkpoint_dir: str = _opt("/opt/ml/checkpoints", "checkpoints, written every epoch and on SIGTERM")
-    output_dir: str = _opt("/opt/ml/output", "the failure file goes here")
+    output_dir: str = _opt(
+        "/opt/ml/output",
+        "the failure file; data/ gets the report and rules.json, tensorboard/ the TensorBoard scalars",
+    )
     resume: bool = _opt(True, "resume from the checkpoint in CHECKPOINT_DIR when one exists")
     skip_if_trained: bool = _opt(
         False, "exit at once, successfully, when MODEL_DIR already holds a model (manifest.json): train once"
@@ -98,9 +104,65 @@ class TrainConfig:
     hosts: tuple[str, ...] = _opt((), "all hosts, first is master (from resourceconfig.json); comma list")
     current_host: str = _opt("", "this host's name (from resourceconfig.json)")
     master_port: int = _opt(7777, "rendezvous port on the first host")
+    # Telemetry and rules (kennel_train/rules.py; README "Telemetry, rules and the report").
+    telemetry_every: int = _opt(
+        50, "read loss, lr, gradient norms and step times every N steps (0: no step telemetry)"
+    )
+    system_sample_ms: int = _opt(
+        500, "sample CPU, memory and (with NVML) GPU utilisation every N milliseconds (0: off)"
+    )
+    vanishing_gradient: str = _opt("warn", "the rule's action: off, warn or stop", choices=ACTIONS)
+    vanishing_gradient_threshold: float = _opt(
+        1e-7, "a trained layer group's RMS gradient below this fires vanishing_gradient"
+    )
+    exploding_gradient: str = _opt(
+        "stop",
+        "the rule's action: off, warn or stop; a NaN or infinite loss always fires it",
+        choices=ACTIONS,
+    )
+    exploding_gradient_threshold: float = _opt(
+        1e4, "a global gradient norm (unscaled) above this fires exploding_gradient"
+    )
+    poor_weight_initialization: str = _opt("warn", "the rule's action: off, warn or stop", choices=ACTIONS)
+    poor_weight_initialization_threshold: float = _opt(
+        50.0,
+        "at the first step, the ratio of the largest to the smallest activation std over the layer "
+        "groups above this (or a group whose activations are all zero) fires poor_weight_initialization",
+    )
+    loss_not_decreasing: str = _opt("warn", "the rule's action: off, warn or stop", choices=ACTIONS)
+    loss_not_decreasing_epochs: int = _opt(
+        3, "epochs in a row whose training loss is not below the best so far fire loss_not_decreasing"
+    )
+    loss_not_decreasing_min_delta: float = _opt(
+        0.001, "relative decrease of the training loss that counts as decreasing"
+    )
+    overfit: str = _opt("warn", "the rule's action: off, warn or stop", choices=ACTIONS)
+    overfit_epochs: int = _opt(
+        3,
+        "overfit fires when, over this many epochs, the training loss fell and the validation loss rose "
+        "(the gap between them widened)",
+    )
+    overtraining: str = _opt(
+        "stop",
+        "the rule's action: off, warn or stop; stop is early stopping (the model is always written from "
+        "the best validation epoch)",
+        choices=ACTIONS,
+    )
+    overtraining_patience: int = _opt(
+        3, "epochs without a better validation accuracy (ties: lower loss) fire overtraining"
+    )
+    dataloader_bottleneck: str = _opt("warn", "the rule's action: off, warn or stop", choices=ACTIONS)
+    dataloader_bottleneck_threshold: float = _opt(
+        0.5, "an epoch's share of step time spent waiting for data above this fires dataloader_bottleneck"
+    )
+    low_gpu_utilization: str = _opt("warn", "the rule's action: off, warn or stop", choices=ACTIONS)
+    low_gpu_utilization_threshold: float = _opt(
+        50.0, "an epoch's median GPU utilisation (percent) below this on a GPU in use fires the rule"
+    )
     # Provenance, recorded in the manifest.
     job_name: str = _opt("", "training job name (TRAINING_JOB_NAME on SageMaker)")
     git_sha: str = _opt("", "source revision to record in the manifest")
+    instance_type: str = _opt("", "instance type, for the report's instance-hours (from resourceconfig.json)")
 
     @property
     def eval_resize(self) -> int:
@@ -212,9 +274,19 @@ def resolve(
     """Flags over hyperparameters over environment-derived defaults over the built-in defaults."""
     values = {**environment, **hyperparameters, **flags}
     config = TrainConfig(**values)
-    for name in ("epochs", "batch_size", "image_size"):
+    for name in (
+        "epochs",
+        "batch_size",
+        "image_size",
+        "overtraining_patience",
+        "overfit_epochs",
+        "loss_not_decreasing_epochs",
+    ):
         if getattr(config, name) < 1:
             raise ConfigError(f"{name} must be at least 1, got {getattr(config, name)}")
+    for name in ("telemetry_every", "system_sample_ms"):
+        if getattr(config, name) < 0:
+            raise ConfigError(f"{name} must be 0 or more, got {getattr(config, name)}")
     if not 1 <= config.calibration_images <= MAX_CALIBRATION_IMAGES:
         raise ConfigError(
             f"calibration_images must be 1 to {MAX_CALIBRATION_IMAGES}, got {config.calibration_images}"

@@ -64,6 +64,7 @@ class SageMakerContract:
         if resources:
             values["hosts"] = tuple(resources["hosts"])
             values["current_host"] = resources["current_host"]
+            values["instance_type"] = resources.get("current_instance_type", "")
         if "SM_HOSTS" in self.env:
             values["hosts"] = tuple(json.loads(self.env["SM_HOSTS"]))
         if "SM_CURRENT_HOST" in self.env:
