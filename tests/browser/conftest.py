@@ -28,7 +28,7 @@ PHONE = {"width": 360, "height": 800}
 ZOOMED = {"width": 640, "height": 450}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator:
     if not CHROMIUM.is_file():
         pytest.fail(f"no {CHROMIUM}: `scripts/setup.sh browser` installs Debian's chromium")

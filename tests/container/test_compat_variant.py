@@ -6,7 +6,6 @@ own on disk and in a build; and a toolkit-style script answers in it exactly as 
     KENNEL_TAG=dev .venv/bin/python -m pytest tests/container/test_compat_variant.py
 """
 
-import re
 import uuid
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from tests.conftest import run_to_end
 from tests.serve.test_container import MOUNT, ready
+from tests.serve.test_gpu_variant import pins
 from tests.serve.test_handler import FOUR_FUNCTIONS_WITH_CONTEXT
 
 pytestmark = pytest.mark.container
@@ -22,15 +22,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ROOT / "containers" / "train" / "requirements.txt"
 SERVE = ROOT / "containers" / "serve" / "requirements.txt"
 COMPAT = ROOT / "containers" / "serve" / "requirements-compat.txt"
-
-
-def pins(path: Path) -> dict[str, str]:
-    """name (normalised, extras dropped) -> version, for every `name==version` line."""
-    found = {}
-    for line in path.read_text().splitlines():
-        if match := re.match(r"^([A-Za-z0-9_.-]+)(\[[^\]]*\])?==(\S+)", line):
-            found[re.sub(r"[-_.]+", "-", match[1]).lower()] = match[3]
-    return found
 
 
 def test_the_compat_lock_agrees_with_the_training_and_serving_locks():

@@ -342,19 +342,22 @@ def main(config: TrainConfig, dist: DistContext) -> dict[str, Any]:
                 **timing,
                 "seconds": insight.telemetry.seconds(),
             }
-            if dist.is_main:
-                print(
-                    metrics.epoch_line(
-                        epoch + 1, config.epochs, train, valid, lr, record["images_per_second"]
-                    ),
-                    flush=True,
-                )
             if insight.epoch(record, train_started, train_ended):
                 best = best_weights(net)
             (rule_stop,) = any_rank(dist, insight.stop is not None)
-            if rule_stop:
-                insight.stop_or_fail()
-            save(epoch + 1, scheduler.state_dict(), insight.state_dict())
+            try:
+                if rule_stop:
+                    insight.stop_or_fail()
+                save(epoch + 1, scheduler.state_dict(), insight.state_dict())
+            finally:
+                # After its checkpoint: a run killed once this line is out resumes after this epoch.
+                if dist.is_main:
+                    print(
+                        metrics.epoch_line(
+                            epoch + 1, config.epochs, train, valid, lr, record["images_per_second"]
+                        ),
+                        flush=True,
+                    )
             if train["skipped"] or valid["skipped"]:
                 log.warning(
                     "skipped unreadable images: %d train, %d valid", train["skipped"], valid["skipped"]
