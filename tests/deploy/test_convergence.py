@@ -290,6 +290,13 @@ def writes_before(calls: list[str], k: int) -> int:
     return sum(not is_read(call) for call in calls[: k - 1])
 
 
+def next_up_differs(stage, clean: dict, point: str) -> list[str]:
+    """Runs up again after a failed one: nothing when it ends in the clean up's state, else what differs."""
+    stage.up()
+    got = stage.snapshot()
+    return [] if got == clean else [f"{point}: the next up ends elsewhere: {diff(clean, got)}"]
+
+
 def test_up_failing_at_any_call_converges_on_the_next_up_and_down_removes_it(stage):
     stage.fresh()
     stage.up()
@@ -307,10 +314,7 @@ def test_up_failing_at_any_call_converges_on_the_next_up_and_down_removes_it(sta
             continue
         if checked.setdefault(writes_before(calls, k), k) != k:
             continue
-        stage.up()
-        got = stage.snapshot()
-        if got != clean:
-            wrong.append(f"call {k} ({call}): the next up ends elsewhere: {diff(clean, got)}")
+        wrong += next_up_differs(stage, clean, f"call {k} ({call})")
         stage.fresh()
         stage.fails_at(k, stage.up)
         stage.down()
@@ -339,10 +343,7 @@ def test_up_that_loses_the_answer_to_any_call_converges_on_the_next_up(stage):
         if call is None:
             wrong.append(f"call {k} ({calls[k - 1]}): up did not stop there with an error")
             continue
-        stage.up()
-        got = stage.snapshot()
-        if got != clean:
-            wrong.append(f"call {k} ({call}): the next up ends elsewhere: {diff(clean, got)}")
+        wrong += next_up_differs(stage, clean, f"call {k} ({call})")
     print(f"up, answers lost: {len(calls)} points, {len(checked)} distinct states")
     assert wrong == [], "\n".join(wrong)
 
@@ -367,10 +368,7 @@ def test_an_async_stack_failing_at_its_own_calls_converges_on_the_next_up(async_
         if call is None:
             wrong.append(f"call {k} ({calls[k - 1]}): up did not stop there with an error")
             continue
-        stage.up()
-        got = stage.snapshot()
-        if got != clean:
-            wrong.append(f"call {k} ({call}): the next up ends elsewhere: {diff(clean, got)}")
+        wrong += next_up_differs(stage, clean, f"call {k} ({call})")
     print(f"async up: {len(points)} injected-failure points of {len(calls)} calls")
     assert wrong == [], "\n".join(wrong)
 
