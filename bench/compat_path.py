@@ -7,7 +7,8 @@ machine disturbs least), and its memory after; writes raw results as JSON and pr
 containers/serve/README.md quotes.
 
     KENNEL_TAG=dev .venv/bin/python -m images build serve serve-compat
-    KENNEL_TAG=dev .venv/bin/python bench/compat_path.py --out bench/results/compat_path.json
+    export PYTHONPATH=containers/serve:containers/train   # from the repository root
+    KENNEL_TAG=dev .venv/bin/python -m bench.compat_path --out bench/results/compat_path.json
 
 The weights are the seed's network with random weights (seed 0): right for speed and size, meaningless for
 accuracy, so the INT8 model is quantized with its guard off, as bench/serve.py does; with real weights,
@@ -22,23 +23,19 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import docker
+import torch
+from kennel_train import convert_seed, quantize
+
+import images
+from bench.serve import Server, run_ab, start_kennel, wait_ready, warm_up
+from bench.standins import make_jpegs
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "containers" / "serve"), str(ROOT / "containers" / "train")]
-sys.path.append(str(ROOT))
-
-import docker  # noqa: E402
-import torch  # noqa: E402
-from kennel_train import convert_seed, quantize  # noqa: E402
-from serve import Server, run_ab, start_kennel, wait_ready, warm_up  # noqa: E402
-from standins import make_jpegs  # noqa: E402
-
-import images  # noqa: E402
-
 SCRIPT = ROOT / "tests" / "serve" / "seed_inference.py"  # the handler tests/serve/test_seed_handler.py serves
 CONCURRENCY = (1, 4)
 FP32 = {"KENNEL_PRECISION": "fp32"}

@@ -1,8 +1,9 @@
 """Decode agreement: predictions after reduced-scale JPEG decoding (the serving image's path) against the
 training image's own evaluation transform on the full decode, on photo stand-ins at phone sizes.
 
-    .venv/bin/python bench/decode_agreement.py --out bench/results/decode.json   # bench/report.py reads it
-    .venv/bin/python bench/decode_agreement.py --photos 40 --out /tmp/decode.json  # a quick look
+    export PYTHONPATH=containers/serve:containers/train                     # from the repository root
+    .venv/bin/python -m bench.decode_agreement --out bench/results/decode.json   # bench.report reads it
+    .venv/bin/python -m bench.decode_agreement --photos 40 --out /tmp/decode.json  # a quick look
 
 No trained weights can be downloaded here, and a random-weights network is no judge: its top-1 is a near
 tie that any change flips, or the same class for every picture. So the classifier is made here: a ResNet
@@ -14,26 +15,21 @@ top-1 of the reduced decode = top-1 of the full decode through the training imag
 import argparse
 import io
 import json
-import sys
 import time
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
+from kennel_serve.codecs import open_image
+from kennel_serve.model import DECODE_MARGIN, Preprocessing
+from kennel_train.config import TrainConfig
+from kennel_train.data import MEAN, STD, eval_transform
+from kennel_train.model import build_model
+from PIL import Image
 from torch import nn
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "containers" / "serve"), str(ROOT / "containers" / "train")]
-sys.path.append(str(ROOT))  # kennel_common, which the serving package imports
-
-import photos  # noqa: E402
-from kennel_serve.codecs import open_image  # noqa: E402
-from kennel_serve.model import DECODE_MARGIN, Preprocessing  # noqa: E402
-from kennel_train.config import TrainConfig  # noqa: E402
-from kennel_train.data import MEAN, STD, eval_transform  # noqa: E402
-from kennel_train.model import build_model  # noqa: E402
-from PIL import Image  # noqa: E402
+from bench import photos
 
 CLASSES = 4
 # Phone photos of about 2, 3, 5.6 and 12 MP, landscape and portrait, and a downscaled upload (0.8 MP).

@@ -2,7 +2,8 @@
 data), and the throughput of the serving image's GPU variant; writes JSON that bench/report.py folds into
 docs/benchmarks.md. On a machine without an NVIDIA GPU it says so and exits 0.
 
-    .venv/bin/python bench/gpu.py --out bench/results/gpu.json && .venv/bin/python bench/report.py
+    export PYTHONPATH=containers/serve:containers/train   # from the repository root
+    .venv/bin/python -m bench.gpu --out bench/results/gpu.json && .venv/bin/python -m bench.report
 
 Needs what bench/serve.py needs (Docker, ab, bench/requirements.txt in .venv) plus the NVIDIA driver and
 the NVIDIA container toolkit (`docker run --gpus all` works). The training runs use bench/train_throughput.py
@@ -23,7 +24,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-sys.path[:0] = [str(ROOT), str(BENCH)]
 TRAINING_MODES = {"AMP + channels_last": ("auto", "auto"), "fp32": ("off", "off")}
 SERVING_CONCURRENCY = (16, 64)
 
@@ -48,10 +48,10 @@ def training(images: int, batch_size: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         for mode, (amp, channels_last) in TRAINING_MODES.items():
             out = Path(tmp) / "training.json"
-            command = [sys.executable, str(BENCH / "train_throughput.py"), "--backbone", "resnet50",
+            command = [sys.executable, "-m", "bench.train_throughput", "--backbone", "resnet50",
                        "--size", "224", "--images", str(images), "--batch-size", str(batch_size),
                        "--amp", amp, "--channels-last", channels_last, "--out", str(out)]  # fmt: skip
-            subprocess.run(command, check=True)
+            subprocess.run(command, check=True, cwd=ROOT)
             figures = json.loads(out.read_text())
             results[mode] = {
                 "images_per_s": figures["best"]["trainer"],
@@ -66,11 +66,9 @@ def training(images: int, batch_size: int) -> dict[str, Any]:
 def serving(seconds: float) -> dict[str, Any]:
     """The GPU variant of the serving image, built here, on every GPU, measured with ab."""
     import docker
-    import photos
-    import serve
-    import standins
 
     import images
+    from bench import photos, serve, standins
 
     client = docker.from_env()
     tag = f"kennel-serve:gpu-{os.environ.get('KENNEL_TAG', 'local')}"

@@ -1,7 +1,8 @@
 """Serving memory and throughput, two builds of the serving image side by side: Kennel fp32 at concurrency 16
 (the 500x375 JPEG), alternating A B A B ..., each container started afresh; writes JSON.
 
-    .venv/bin/python bench/memory_ab.py --before kennel-serve:before --after kennel-serve:local
+    export PYTHONPATH=containers/serve:containers/train   # from the repository root
+    .venv/bin/python -m bench.memory_ab --before kennel-serve:before --after kennel-serve:local
     # writes bench/results/memory_ab.json
 
 Paired rounds seconds apart, so that a shared machine's load falls on both builds alike.
@@ -10,16 +11,13 @@ Paired rounds seconds apart, so that a shared machine's load falls on both build
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import docker
-import serve
-import standins
+
+from bench import serve, standins
 
 
 def main() -> None:

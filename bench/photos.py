@@ -1,7 +1,7 @@
 """Photo stand-ins for benchmarks and tests: natural-looking procedural pictures at any size, reproducible
 from a seed, for the payload sizes phones send (no real photos can be downloaded here).
 
-    .venv/bin/python bench/photos.py 4032 3024 /tmp/photo.jpg      # one 12 MP JPEG, about 3 MB
+    .venv/bin/python -m bench.photos 4032 3024 /tmp/photo.jpg      # one 12 MP JPEG, about 3 MB
 
 A picture has what real photos have and flat drawings lack: a 1/f power spectrum (a scene of soft shapes
 with detail at every scale), a lit subject with a textured surface and soft edges, lens blur, a vignette,

@@ -2,8 +2,9 @@
 Runtime ceilings, side by side on this machine, in one run; writes raw results as JSON.
 
     make bench                                                                  # everything, then the report
-    .venv/bin/python bench/serve.py --out bench/results/serving.json            # what make bench runs
-    .venv/bin/python bench/serve.py --seconds 3 --reps 1 --out /tmp/serving.json   # a quick look
+    export PYTHONPATH=containers/serve:containers/train                          # from the repository root
+    .venv/bin/python -m bench.serve --out bench/results/serving.json            # what make bench runs
+    .venv/bin/python -m bench.serve --seconds 3 --reps 1 --out /tmp/serving.json   # a quick look
 
 Needs the built serving image (`make build`), ApacheBench (`ab`), Java 17 and bench/requirements.txt in
 .venv. The model is torchvision's ResNet-50 with random weights (seed 0) and 133 classes, written by the
@@ -38,21 +39,19 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "containers" / "serve"), str(ROOT / "containers" / "train")]
-sys.path.append(str(ROOT))  # kennel_common, which the serving package imports
+import docker
+import httpx
+import numpy as np
+import onnxruntime as ort
+import torch
+from kennel_serve.model import ModelManifest
+from PIL import Image
 
-import docker  # noqa: E402
-import httpx  # noqa: E402
-import numpy as np  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-import photos  # noqa: E402
-import standins  # noqa: E402
-import torch  # noqa: E402
-import torchserve_host as torchserve  # noqa: E402
-from kennel_serve.model import ModelManifest  # noqa: E402
-from PIL import Image  # noqa: E402
-from standins import CLASSES, make_jpegs  # noqa: E402
+from bench import photos, standins
+from bench import torchserve_host as torchserve
+from bench.standins import CLASSES, make_jpegs
+
+ROOT = Path(__file__).resolve().parent.parent
 
 CONCURRENCY = (1, 4, 16)
 CPUS = 2

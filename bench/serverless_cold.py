@@ -1,7 +1,8 @@
 """Cold start under serverless memory sizes: the serving image's first prediction after `docker run
 --memory=N` for each memory size SageMaker serverless offers, fp32 and INT8; writes JSON.
 
-    KENNEL_TAG=local .venv/bin/python bench/serverless_cold.py --out bench/results/serverless-cold.json
+    export PYTHONPATH=containers/serve:containers/train   # from the repository root
+    KENNEL_TAG=local .venv/bin/python -m bench.serverless_cold --out bench/results/serverless-cold.json
 
 The model is bench/standins.py's (ResNet-50, 133 classes, random weights, seed 0, with its INT8 model). Each
 start is `docker run --memory=N --memory-swap=N --cpus=2` on the host network; the clock runs from just
@@ -16,18 +17,13 @@ import os
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "containers" / "serve"), str(ROOT / "containers" / "train")]
-sys.path.append(str(ROOT))  # kennel_common, which the serving package imports
-
-import standins  # noqa: E402
-from standins import make_jpegs, wait_ready  # noqa: E402
+from bench import standins
+from bench.standins import make_jpegs, wait_ready
 
 MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
 

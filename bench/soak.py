@@ -2,8 +2,9 @@
 10 minutes each, with good images, bad images and hostile JSON bodies; writes raw results as JSON.
 
     make soak                                                            # build, run (~25 min), write the doc
-    .venv/bin/python bench/soak.py --out bench/results/soak.json         # what make soak runs
-    .venv/bin/python bench/soak.py --minutes 1 --window-s 10 --out /tmp/soak.json   # a quick look
+    export PYTHONPATH=containers/serve:containers/train                   # from the repository root
+    .venv/bin/python -m bench.soak --out bench/results/soak.json         # what make soak runs
+    .venv/bin/python -m bench.soak --minutes 1 --window-s 10 --out /tmp/soak.json   # a quick look
 
 Needs the built images (KENNEL_TAG selects them, as for docker compose). It brings up its own compose project
 on free ports (training the small synthetic model first), and takes it down with its volumes at the end.
@@ -20,7 +21,6 @@ import json
 import os
 import random
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -30,16 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import docker
+import httpx
+from kennel_train.synthetic import draw_image
+from PIL import Image
+
+from tests.common.hostile_json import SHAPES
+from tests.conftest import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "containers" / "train")]
-
-import docker  # noqa: E402
-import httpx  # noqa: E402
-from kennel_train.synthetic import draw_image  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from tests.common.hostile_json import SHAPES  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
 
 
 @dataclass(frozen=True)

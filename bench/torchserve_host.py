@@ -1,7 +1,7 @@
 """TorchServe 0.12 for the serving benchmark: a TorchScript archive of the benchmark's weights with the
 built-in `image_classifier` handler, run on this host from .venv and pinned to the benchmark's cores.
 
-    .venv/bin/python bench/serve.py --out bench/results/serving.json    # drives it (make bench)
+    .venv/bin/python -m bench.serve --out bench/results/serving.json    # drives it (make bench)
 
 Token authorization is off (`--disable-token-auth`) and the management API's model registration stays off
 (the default): the one model is loaded at start with `--models`, and every address is 127.0.0.1.

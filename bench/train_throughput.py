@@ -1,13 +1,14 @@
 """Training throughput: Kennel's train_one_epoch against a bare PyTorch loop, same model, data and batch;
 and the trainer with its telemetry and rules on (the defaults) against telemetry off.
 
-    .venv/bin/python bench/train_throughput.py                      # CPU: ResNet-18, 64 px, synthetic data
-    .venv/bin/python bench/train_throughput.py --backbone resnet50 --size 224 --images 512   # on a GPU box
-    .venv/bin/python bench/train_throughput.py --out bench/results/training.json   # what make bench runs
-    .venv/bin/python bench/train_throughput.py --images 800 --rounds 5   # 50 steps an epoch: telemetry's cost
+    export PYTHONPATH=containers/serve:containers/train              # from the repository root
+    .venv/bin/python -m bench.train_throughput                      # CPU: ResNet-18, 64 px, synthetic data
+    .venv/bin/python -m bench.train_throughput --backbone resnet50 --size 224 --images 512   # on a GPU box
+    .venv/bin/python -m bench.train_throughput --out bench/results/training.json   # what make bench runs
+    .venv/bin/python -m bench.train_throughput --images 800 --rounds 5   # 50 steps an epoch: telemetry's cost
 
 The loops run the same number of images through the same DataLoader, alternating, after a warm-up; the
-ratio (trainer / bare, images per second) is the figure docs/benchmarks.md records (bench/report.py reads
+ratio (trainer / bare, images per second) is the figure docs/benchmarks.md records (bench.report reads
 the --out file). "telemetry on" reads the step telemetry every --telemetry-every steps (the default 50,
 or 5 to exaggerate it), samples the system every 500 ms and runs the rules, as `train` does; "telemetry
 off" is `--telemetry-every 0 --system-sample-ms 0`. Their ratio is the telemetry's cost (target: >= 0.97),
@@ -18,16 +19,11 @@ included), which a machine shared with other work disturbs far less.
 import argparse
 import dataclasses
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from torch import nn
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "containers" / "train"))
-
 from kennel_train import data, engine
 from kennel_train.config import TrainConfig
 from kennel_train.dist import DistContext
@@ -35,6 +31,7 @@ from kennel_train.insight import Insight
 from kennel_train.model import build_model
 from kennel_train.synthetic import write_dataset
 from kennel_train.telemetry import Telemetry
+from torch import nn
 
 
 def bare_epoch(net: nn.Module, loader, optimizer, device: torch.device) -> None:
