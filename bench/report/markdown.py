@@ -1,34 +1,21 @@
-"""Writes docs/benchmarks.md and its chart from the raw results of bench/serve.py,
-bench/train_throughput.py, bench/decode_agreement.py, (on a GPU machine) bench/gpu.py and, when it has run,
-bench/soak.py.
+"""docs/benchmarks.md from the benchmarks' results: the commands that made them, the ratios, the goals as
+judged, the tables and how it was measured."""
 
-    .venv/bin/python bench/report.py   # reads bench/results/{serving,training,decode,gpu,soak}.json
-
-Ratios come first, then the goals as met or missed with the reason, then the tables.
-Every figure is a median over the interleaved repetitions, with the min-max spread beside it.
-"""
-
-import argparse
-import json
-import statistics
-from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
-DOC = ROOT / "docs" / "benchmarks.md"
-CHART = ROOT / "docs" / "benchmarks-serving.png"
-AWS_CPU_IMAGE_BYTES = 4.9e9  # image_size_baseline 4900 MB of the DLC pytorch-inference 2.6 CPU image
-KENNEL_FP32, TS_DEFAULT, TS_TUNED, KENNEL_INT8 = (
-    "Kennel fp32",
-    "TorchServe default",
-    "TorchServe tuned",
-    "Kennel INT8",
+from bench.report import judge
+from bench.report.judge import LARGE_P99_GOAL_MS, LARGE_RATIO_GOAL, Goal
+from bench.report.load import (
+    KENNEL_FP32,
+    KENNEL_INT8,
+    TS_DEFAULT,
+    TS_TUNED,
+    Results,
+    ceiling,
+    cold,
+    median,
+    payload_point,
+    point,
 )
+
 COMMANDS = """make bench
 # which runs, after `make build` and `pip install -r bench/requirements.txt` into .venv:
 .venv/bin/python bench/serve.py --out bench/results/serving.json
@@ -39,51 +26,14 @@ COMMANDS = """make bench
 .venv/bin/python bench/gpu.py --out bench/results/gpu.json   # on a GPU machine; elsewhere it says so
 # the serving image before a change as kennel-serve:before, after it as kennel-serve:local:
 .venv/bin/python bench/memory_ab.py --before kennel-serve:before --after kennel-serve:local"""
-# The goals for large photos, fp32 memory and the load test.
-LARGE_RATIO_GOAL, LARGE_P99_GOAL_MS, FP32_MEMORY_GOAL_MB, LOADTEST_GOAL = 0.6, 500, 400, 0.2
-# Kennel fp32 at concurrency 16 before ONNX Runtime's memory pattern was turned off (docs/benchmarks.md of
-# the same machine, median of 3): the reference for "throughput within 3%".
-FP32_C16_BEFORE_RPS = 29.0
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)
 
 
 def spread(values: list[float], digits: int = 1) -> str:
     return f"{median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
-def point(serving: dict, name: str, concurrency: int, key: str) -> list[float]:
-    return [run["points"][str(concurrency)][key] for run in serving["servers"][name]["runs"]]
-
-
-def ceiling(serving: dict, key: str) -> list[float]:
-    return [run[key] for run in serving["ceilings"]]
-
-
-def best_ceiling(serving: dict, precision: str, stage: str) -> float:
-    """The best batch size's median: the most this stage can do in one process."""
-    keys = [key for key in serving["ceilings"][0] if key.startswith(f"{precision} {stage} ")]
-    return max(median(ceiling(serving, key)) for key in keys)
-
-
-def cold(serving: dict, name: str, key: str) -> list[float]:
-    return [run[key] for run in serving["servers"][name]["runs"]]
-
-
-def ratios(serving: dict) -> tuple[list[str], dict[str, float]]:
-    rps = {name: median(point(serving, name, 16, "rps")) for name in serving["servers"]}
-    p99 = {name: median(point(serving, name, 16, "p99")) for name in serving["servers"]}
-    first = {name: median(cold(serving, name, "first_prediction_s")) for name in serving["servers"]}
-    pipeline = best_ceiling(serving, "fp32", "pipeline")
-    figures = {
-        "vs_default": rps[KENNEL_FP32] / rps[TS_DEFAULT],
-        "vs_tuned": rps[KENNEL_FP32] / rps[TS_TUNED],
-        "vs_ceiling": rps[KENNEL_FP32] / pipeline,
-        "cold": first[TS_DEFAULT] / first[KENNEL_FP32],
-        "size": AWS_CPU_IMAGE_BYTES / serving["footprints"]["kennel_image"],
-    }
+def ratio_lines(serving: dict, figures: dict) -> list[str]:
+    rps, p99, first, pipeline = figures["rps"], figures["p99"], figures["first"], figures["pipeline"]
     lines = [
         f"- **Kennel fp32 / TorchServe default** at concurrency 16: **{figures['vs_default']:.2f}x** the "
         f"requests/s ({rps[KENNEL_FP32]:.1f} against {rps[TS_DEFAULT]:.1f}); p99 {p99[KENNEL_FP32]:.0f} ms "
@@ -100,8 +50,7 @@ def ratios(serving: dict) -> tuple[list[str], dict[str, float]]:
         f"**{figures['size']:.1f}x** "
         "smaller than AWS's PyTorch CPU inference image (4.9 GB, cited, not pulled).",
     ]
-    if KENNEL_INT8 in serving["servers"]:
-        figures["int8_vs_tuned"] = rps[KENNEL_INT8] / rps[TS_TUNED]
+    if "int8_vs_tuned" in figures:
         lines += [
             "- **Kennel INT8 / Kennel fp32** at concurrency 16: "
             f"**{rps[KENNEL_INT8] / rps[KENNEL_FP32]:.2f}x**; "
@@ -110,206 +59,7 @@ def ratios(serving: dict) -> tuple[list[str], dict[str, float]]:
             f"against {p99[TS_TUNED]:.0f} ms); **INT8 / fp32 in-process ceiling**: "
             f"**{rps[KENNEL_INT8] / pipeline:.2f}**.",
         ]
-    return lines, figures | {"p99": p99, "rps": rps, "pipeline": pipeline}
-
-
-def throughput_why(figures: dict) -> str:
-    rps, pipeline = figures["rps"], figures["pipeline"]
-    parts = []
-    if figures["vs_default"] >= 2:
-        parts.append(
-            "Met against TorchServe's defaults: one worker per core, each running torch with a thread per "
-            "core, "
-            "oversubscribe the two cores as soon as both workers are busy, and throughput collapses at "
-            "concurrency 4 and 16."
-        )
-    if 2 * rps[TS_TUNED] > pipeline:
-        parts.append(
-            f"Against the tuned TorchServe, 2x ({2 * rps[TS_TUNED]:.1f} req/s) lies above the fp32 "
-            "in-process "
-            f"ceiling ({pipeline:.1f} img/s): no fp32 server reaches it on these cores, the model is the "
-            "wall. "
-            "A cheaper model closes it: the INT8 row."
-        )
-    else:
-        parts.append(
-            f"Against the tuned TorchServe, 2x ({2 * rps[TS_TUNED]:.1f} req/s) is within the fp32 ceiling "
-            f"({pipeline:.1f} img/s); Kennel serves {figures['vs_ceiling']:.2f} of that ceiling."
-        )
-    return " ".join(parts)
-
-
-def int8_where_the_time_goes(serving: dict, served: float) -> str:
-    model, whole = best_ceiling(serving, "int8", "model"), best_ceiling(serving, "int8", "pipeline")
-    return (
-        f"Where the time goes: the INT8 model alone runs {model:.1f} img/s, decode + preprocessing + model "
-        f"{whole:.1f} img/s in one thread of control, so decoding and preprocessing now cost "
-        f"{1 - whole / model:.0%} of the pipeline. Kennel serves {served:.1f} req/s"
-        + (
-            ", above that sequential figure: it decodes on a thread pool while ONNX Runtime runs a batch."
-            if served > whole
-            else "."
-        )
-    )
-
-
-def goals(serving: dict, figures: dict, memory_ab: dict | None = None) -> list[str]:
-    p99 = figures["p99"]
-    first = {name: median(cold(serving, name, "first_prediction_s")) for name in serving["servers"]}
-    cold_why = (
-        f"Kennel fp32 answers its first prediction {first[KENNEL_FP32]:.1f} s after `docker run` (container "
-        "start, Python imports, the ONNX Runtime session of the 100 MB fp32 model, a warm-up call); "
-        "TorchServe "
-        f"took {first[TS_DEFAULT]:.1f} s here with torch already in the page cache."
-    )
-    if KENNEL_INT8 in first:
-        cold_why += (
-            f" The same image with the INT8 model answers after {first[KENNEL_INT8]:.1f} s "
-            f"({first[TS_DEFAULT] / first[KENNEL_INT8]:.1f}x sooner than TorchServe)."
-        )
-    rows = [
-        (
-            "Kennel at least 2x TorchServe's throughput at concurrency 16, with a lower p99",
-            f"{figures['vs_default']:.2f}x default, {figures['vs_tuned']:.2f}x tuned",
-            figures["vs_tuned"] >= 2 and figures["vs_default"] >= 2 and p99[KENNEL_FP32] < p99[TS_TUNED],
-            throughput_why(figures),
-        ),
-        (
-            "Kennel at least 0.85 of the in-process ceiling at concurrency 16",
-            f"{figures['vs_ceiling']:.2f}",
-            figures["vs_ceiling"] >= 0.85,
-            ""
-            if figures["vs_ceiling"] >= 0.85
-            else "The server, ab and the kernel share the two cores with the model: HTTP and JSON work per "
-            "request is what is left, and batching cannot add cores.",
-        ),
-        (
-            "Kennel's first prediction at least 5x sooner after start than TorchServe's",
-            f"{figures['cold']:.1f}x",
-            figures["cold"] >= 5,
-            cold_why,
-        ),
-        (
-            "Kennel's serving image at least 10x smaller than AWS's PyTorch CPU inference image (4.9 GB)",
-            f"{figures['size']:.1f}x",
-            figures["size"] >= 10,
-            "",
-        ),
-    ]
-    if "int8_vs_tuned" in figures:
-        rows.append(
-            (
-                "Kennel INT8 at least 3x TorchServe's best-tuned throughput at concurrency 16, lower p99",
-                f"{figures['int8_vs_tuned']:.2f}x",
-                figures["int8_vs_tuned"] >= 3 and p99[KENNEL_INT8] < p99[TS_TUNED],
-                int8_where_the_time_goes(serving, figures["rps"][KENNEL_INT8]),
-            )
-        )
-    rows += payload_goals(serving, memory_ab)
-    lines = ["| goal | figure | result | why |", "|---|---|---|---|"]
-    lines += [
-        f"| {goal} | {figure} | {'**met**' if met else '**missed**'} | {why} |"
-        for goal, figure, met, why in rows
-    ]
     return lines
-
-
-def payload_point(serving: dict, name: str, payload: str, key: str) -> list[float]:
-    return [run["payloads"][payload][key] for run in serving["servers"][name]["runs"] if "payloads" in run]
-
-
-def payload_goals(serving: dict, memory_ab: dict | None = None) -> list[tuple[str, str, bool, str]]:
-    """The rows of the payload, memory and load-test goals, as far as this run measured them."""
-    rows = []
-    fp32_memory = median([run["memory_bytes"] / 1e6 for run in serving["servers"][KENNEL_FP32]["runs"]])
-    fp32_rps = median(point(serving, KENNEL_FP32, 16, "rps"))
-    ceilings = serving["ceilings"]
-    pattern = [key for key in ceilings[0] if key.startswith("fp32+pattern model ")]
-    cost = ""
-    if pattern:
-        batch = pattern[0].split()[-1]
-        # Paired per repetition (measured seconds apart), so that the machine's load cancels out.
-        paired = [run[f"fp32 model {batch}"] / run[pattern[0]] for run in ceilings]
-        cost = (
-            f" In one process, the fp32 model at batch {batch[1:]} without the memory pattern runs at "
-            f"{median(paired) - 1:+.1%} of its speed with it (median of the paired repetitions: "
-            + ", ".join(f"{ratio - 1:+.1%}" for ratio in paired)
-            + ")."
-        )
-    ab = memory_ab
-    if ab:
-        ratio = ab["after"]["rps"] / ab["before"]["rps"]
-        figure = (
-            f"{fp32_memory:.0f} MB here; paired with the build before: {ab['after']['memory_mb']:.0f} MB "
-            f"against {ab['before']['memory_mb']:.0f} MB, {ab['after']['rps']:.1f} req/s against "
-            f"{ab['before']['rps']:.1f} ({ratio - 1:+.1%})"
-        )
-        met = fp32_memory <= FP32_MEMORY_GOAL_MB and ab["after"]["memory_mb"] <= FP32_MEMORY_GOAL_MB
-        met = met and ratio >= 0.97
-        source = (
-            f"`bench/memory_ab.py`: {ab['images']['before']} (the serving image before these changes) and "
-            f"{ab['images']['after']}, fp32, concurrency 16, {len(ab['runs']) // 2} paired rounds of "
-            f"{ab['seconds']:g} s, alternating; medians."
-        )
-    else:
-        ratio = fp32_rps / FP32_C16_BEFORE_RPS
-        figure = (
-            f"{fp32_memory:.0f} MB; {fp32_rps:.1f} req/s against {FP32_C16_BEFORE_RPS:.1f} before "
-            f"({ratio - 1:+.1%})"
-        )
-        met = fp32_memory <= FP32_MEMORY_GOAL_MB and ratio >= 0.97
-        source = "The before figure is from an earlier run on the same machine."
-    rows.append(
-        (
-            f"Kennel fp32 memory at concurrency 16 at most {FP32_MEMORY_GOAL_MB} MB, throughput "
-            "within 3% of before",
-            figure,
-            met,
-            "ONNX Runtime's memory pattern is off (it kept an activation block per batch shape) and the "
-            f"heap freed after loading the model goes back to the system (malloc_trim). {source}{cost}",
-        )
-    )
-    if KENNEL_INT8 in serving["servers"] and payload_point(serving, KENNEL_INT8, "12 MP", "rps"):
-        large = median(payload_point(serving, KENNEL_INT8, "12 MP", "rps"))
-        small = median(point(serving, KENNEL_INT8, 16, "rps"))
-        p99 = median(payload_point(serving, KENNEL_INT8, "12 MP", "p99"))
-        size = serving["payload_bytes"]["12 MP"] / 1e6
-        rows += [
-            (
-                f"Kennel INT8 12 MP throughput at least {LARGE_RATIO_GOAL} of its 500x375 "
-                "throughput (concurrency 16)",
-                f"{large / small:.2f} ({large:.1f} against {small:.1f} req/s)",
-                large / small >= LARGE_RATIO_GOAL,
-                f"Was 0.18 before reduced-scale decoding. A 4032x3024 JPEG of {size:.1f} MB decodes at 1/4 "
-                "scale (1008x756), about 30 ms of one core against 140 ms in full, but its entropy-coded "
-                "data is read in full at every scale, and the body is 25x larger: per request that is more "
-                "CPU than the INT8 model itself on these two cores.",
-            ),
-            (
-                f"p99 at concurrency 16 for 12 MP at most {LARGE_P99_GOAL_MS} ms (Kennel INT8)",
-                f"{p99:.0f} ms",
-                p99 <= LARGE_P99_GOAL_MS,
-                f"With 16 requests always in flight, each waits about 16 / {large:.1f} req/s = "
-                f"{16 / large:.2f} s (Little's law): the p99 follows the throughput above.",
-            ),
-        ]
-    if "loadtest" in serving:
-        test = serving["loadtest"]
-        gap = test["rps"] / test["ab_c16_rps"] - 1 if test["ab_c16_rps"] else float("nan")
-        rows.append(
-            (
-                "`deploy loadtest` with default flags within 20% of ab's concurrency-16 "
-                "throughput on the same container (Kennel INT8)",
-                f"{test['rps']:.1f} against {test['ab_c16_rps']:.1f} req/s ({gap:+.0%}), in "
-                f"{test['seconds']:.0f} s" + (", a LOWER BOUND" if test["lower_bound"] else ""),
-                abs(gap) <= LOADTEST_GOAL and not test["lower_bound"],
-                f"The loadtest's rate is the highest open-loop rate with p99 within "
-                f"{test['command'].split('--p99-ms ')[-1]} ms; ab's is closed-loop at concurrency 16 "
-                f"(p99 {test['ab_c16_p99']:.0f} ms). Its closed-loop probe measured "
-                f"{test['saturation_rps']:.1f} req/s.",
-            )
-        )
-    return rows
 
 
 def payload_ratio_lines(serving: dict) -> list[str]:
@@ -329,6 +79,15 @@ def payload_ratio_lines(serving: dict) -> list[str]:
         + ", ".join(f"{name} {value:.0f} ms" for name, value in p99.items())
         + f" (goal at most {LARGE_P99_GOAL_MS} ms).",
     ]
+
+
+def goal_table(goals: list[Goal]) -> list[str]:
+    lines = ["| goal | figure | result | why |", "|---|---|---|---|"]
+    lines += [
+        f"| {goal} | {figure} | {'**met**' if met else '**missed**'} | {why} |"
+        for goal, figure, met, why in goals
+    ]
+    return lines
 
 
 def payload_table(serving: dict) -> list[str]:
@@ -536,34 +295,6 @@ def size_table(serving: dict) -> list[str]:
     ]
 
 
-def chart(serving: dict) -> None:
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    concurrency = [1, 4, 16]
-    for name in serving["servers"]:
-        for axis, key in ((left, "rps"), (right, "p99")):
-            values = [point(serving, name, c, key) for c in concurrency]
-            mid = [median(v) for v in values]
-            error = [
-                [m - min(v) for m, v in zip(mid, values, strict=True)],
-                [max(v) - m for m, v in zip(mid, values, strict=True)],
-            ]
-            axis.errorbar(concurrency, mid, yerr=error, marker="o", capsize=3, label=name)
-    left.axhline(
-        best_ceiling(serving, "fp32", "pipeline"), color="grey", linestyle="--", label="fp32 ceiling"
-    )
-    left.set(
-        xscale="log", xticks=concurrency, xticklabels=concurrency, xlabel="concurrency", ylabel="requests/s"
-    )
-    right.set(xscale="log", yscale="log", xticks=concurrency, xticklabels=concurrency, xlabel="concurrency")
-    right.set_ylabel("p99 latency, ms")
-    left.set_title("Throughput (median, min-max)")
-    right.set_title("p99 latency (median, min-max)")
-    left.legend(fontsize=8)
-    figure.suptitle("ResNet-50, 133 classes, 500x375 JPEG, 2 CPU cores")
-    figure.tight_layout()
-    figure.savefig(CHART, dpi=100)
-
-
 def machine_lines(serving: dict) -> list[str]:
     m = serving["machine"]
     versions = ", ".join(f"{name} {version}" for name, version in m["versions"].items())
@@ -722,15 +453,15 @@ def soak_lines(soak: dict) -> list[str]:
                 + " | ".join(memory)
                 + " |"
             )
-        second, last = phase["windows"][min(1, minutes - 1)], phase["windows"][-1]
-        growth = {
-            c: last["processes"][c]["rss_bytes"] / second["processes"][c]["rss_bytes"] - 1 for c in containers
-        }
+        start = min(1, minutes - 1)  # the first minute warms up
+        second, last = phase["windows"][start], phase["windows"][-1]
+        growth = judge.rss_growth(phase, start)
+        no_server_errors, steady = judge.soak_goals(phase, growth)
         lines += [
             "",
             f"- {phase['requests']} requests: "
             + ", ".join(f"{n} x {s}" for s, n in phase["statuses"].items())
-            + f"; **{phase['server_errors']} 5xx** (goal 0: {met(phase['server_errors'] == 0)}); "
+            + f"; **{phase['server_errors']} 5xx** (goal 0: {met(no_server_errors)}); "
             f"answers other than the expected one: {sum(phase['unexpected'].values())}"
             + (
                 f" ({', '.join(f'{k} x{n}' for k, n in phase['unexpected'].items())})"
@@ -745,7 +476,7 @@ def soak_lines(soak: dict) -> list[str]:
                 f"{mib(last['processes'][c]['rss_bytes'])} MiB)"
                 for c, value in growth.items()
             )
-            + f" (goal under 10%: {met(all(v < 0.10 for v in growth.values()))}); range over the minutes: "
+            + f" (goal under 10%: {met(steady)}); range over the minutes: "
             + ", ".join(
                 f"{c} {mib(min(w['processes'][c]['rss_bytes'] for w in phase['windows']))}-"
                 f"{mib(max(w['processes'][c]['rss_bytes'] for w in phase['windows']))} MiB"
@@ -765,32 +496,19 @@ def soak_lines(soak: dict) -> list[str]:
     return lines
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--serving", type=Path, default=RESULTS / "serving.json")
-    parser.add_argument("--training", type=Path, default=RESULTS / "training.json")
-    parser.add_argument("--decode", type=Path, default=RESULTS / "decode.json")
-    parser.add_argument("--gpu", type=Path, default=RESULTS / "gpu.json")
-    parser.add_argument("--soak", type=Path, default=RESULTS / "soak.json")
-    parser.add_argument("--memory-ab", type=Path, default=RESULTS / "memory_ab.json")
-    args = parser.parse_args()
-    serving = json.loads(args.serving.read_text())
-    training = json.loads(args.training.read_text())
-    decode = json.loads(args.decode.read_text()) if args.decode.is_file() else None
-    gpu = json.loads(args.gpu.read_text()) if args.gpu.is_file() else None
-    soak = soak_lines(json.loads(args.soak.read_text())) if args.soak.is_file() else []
-    memory_ab = json.loads(args.memory_ab.read_text()) if args.memory_ab.is_file() else None
-    headline, figures = ratios(serving)
-    chart(serving)
+def document(results: Results, figures: dict, goals: list[Goal], chart: str) -> str:
+    """docs/benchmarks.md, with `judge`'s ratios and goals; `chart` is the serving chart's file name."""
+    serving, gpu = results.serving, results.gpu
+    soak = soak_lines(results.soak) if results.soak is not None else []
     sections = [
         ["# Benchmarks", "", "Written by `make bench`:", "", "```", COMMANDS, "```", "", "Machine:", ""],
         machine_lines(serving),
         ["", "## Ratios", ""],
-        headline,
+        ratio_lines(serving, figures),
         payload_ratio_lines(serving),
         ["", "## Goals", ""],
-        goals(serving, figures, memory_ab),
-        ["", "## Serving", "", f"![serving throughput and p99]({CHART.name})", ""],
+        goal_table(goals),
+        ["", "## Serving", "", f"![serving throughput and p99]({chart})", ""],
         serving_table(serving),
         ["", "Start-up, memory and agreement (median and min-max over the repetitions):", ""],
         start_table(serving),
@@ -807,9 +525,9 @@ def main() -> None:
         ["", "Sizes:", ""],
         size_table(serving),
         [""],
-        decode_lines(decode),
+        decode_lines(results.decode),
         [""],
-        training_lines(training),
+        training_lines(results.training),
         [""],
         gpu_lines(gpu),
         [""],
@@ -824,9 +542,4 @@ def main() -> None:
             + ".",
         ],
     ]
-    DOC.write_text("\n".join(line for section in sections for line in section) + "\n")
-    print(f"wrote {DOC} and {CHART}")
-
-
-if __name__ == "__main__":
-    main()
+    return "\n".join(line for section in sections for line in section) + "\n"
