@@ -18,14 +18,15 @@ from bench.report.load import (
 
 COMMANDS = """make bench
 # which runs, after `make build` and `pip install -r bench/requirements.txt` into .venv:
-.venv/bin/python bench/serve.py --out bench/results/serving.json
-.venv/bin/python bench/train_throughput.py --out bench/results/training.json
-.venv/bin/python bench/report.py
+export PYTHONPATH=containers/serve:containers/train   # from the repository root: the images' packages
+.venv/bin/python -m bench.serve --out bench/results/serving.json
+.venv/bin/python -m bench.train_throughput --out bench/results/training.json
+.venv/bin/python -m bench.report
 # and, run by hand before the report (the report reads their results when they are there):
-.venv/bin/python bench/decode_agreement.py --out bench/results/decode.json
-.venv/bin/python bench/gpu.py --out bench/results/gpu.json   # on a GPU machine; elsewhere it says so
+.venv/bin/python -m bench.decode_agreement --out bench/results/decode.json
+.venv/bin/python -m bench.gpu --out bench/results/gpu.json   # on a GPU machine; elsewhere it says so
 # the serving image before a change as kennel-serve:before, after it as kennel-serve:local:
-.venv/bin/python bench/memory_ab.py --before kennel-serve:before --after kennel-serve:local"""
+.venv/bin/python -m bench.memory_ab --before kennel-serve:before --after kennel-serve:local"""
 
 
 def spread(values: list[float], digits: int = 1) -> str:
@@ -199,15 +200,15 @@ def gpu_lines(gpu: dict | None) -> list[str]:
             "channels_last against fp32 (ResNet-50, 224 px, synthetic data) and the GPU serving image's "
             "throughput, and writes bench/results/gpu.json for this report; without a GPU it says so and "
             "exits 0. The GPU serving variant (`docker build --build-arg REQUIREMENTS=requirements-gpu.txt "
-            "containers/serve`) builds here: 2778 MB uncompressed against the CPU image's 332 MB, and "
-            "without a GPU it serves on the CPU with a warning in its log.",
+            "-f containers/serve/Dockerfile .`) builds here: 2778 MB uncompressed against the CPU image's "
+            "332 MB, and without a GPU it serves on the CPU with a warning in its log.",
         ]
     training, serving = gpu["training"], gpu["serving"]
     lines = [
         "## GPU",
         "",
-        f"{', '.join(gpu['gpus'])}; {gpu['cpus']} CPUs. Training: `bench/train_throughput.py --backbone "
-        "resnet50 --size 224` (synthetic data), trainer images/s, best of 3 epochs:",
+        f"{', '.join(gpu['gpus'])}; {gpu['cpus']} CPUs. Training: `python -m bench.train_throughput "
+        "--backbone resnet50 --size 224` (synthetic data), trainer images/s, best of 3 epochs:",
         "",
         "| mode | images/s |",
         "|---|---|",
@@ -427,8 +428,10 @@ def soak_lines(soak: dict) -> list[str]:
         "```",
         "make soak",
         "# which runs, after `make build` and `pip install -r bench/requirements.txt` into .venv:",
-        ".venv/bin/python bench/soak.py --out bench/results/soak.json",
-        ".venv/bin/python bench/report.py",
+        "export PYTHONPATH=containers/serve:containers/train   # from the repository root: the images' "
+        "packages",
+        ".venv/bin/python -m bench.soak --out bench/results/soak.json",
+        ".venv/bin/python -m bench.report",
         "```",
     ]
     for name, phase in phases.items():
