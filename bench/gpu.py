@@ -1,5 +1,5 @@
 """GPU figures: the trainer's images/s with AMP and channels_last against fp32 (ResNet-50, 224 px, synthetic
-data), and the throughput of the serving image's GPU variant; writes JSON that bench/report.py folds into
+data), and the throughput of the serving image's GPU variant; writes JSON that bench.report folds into
 docs/benchmarks.md. On a machine without an NVIDIA GPU it says so and exits 0.
 
     export PYTHONPATH=containers/serve:containers/train   # from the repository root
