@@ -225,7 +225,7 @@ class Stage:
         return self.run().client(service)
 
     def run(self) -> Run:
-        return Run(self.stack, poll_seconds=0, say=lambda line: None, _clients=self.clients)
+        return Run(self.stack, poll_seconds=0, say=lambda line: None, clients=self.clients)
 
     def fresh(self) -> None:
         """An empty account but for the boundary policy, which an administrator creates once."""
