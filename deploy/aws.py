@@ -77,23 +77,31 @@ class Change:
         return f"{self.action:>9}  {self.kind:<22} {self.name}{detail}"
 
 
+# publish(image name, repository, tag, docker credentials) -> pushed manifest digest
+Publisher = Callable[[str, str, str, dict[str, str]], str]
+
+
 @dataclass
 class Run:
-    """One `plan`, `up` or `down`: its clients, and what it did (or, when `dry_run`, would do)."""
+    """One `plan`, `up` or `down`: its clients, and what it did (or, when `dry_run`, would do).
+
+    What a run reaches outside itself can be handed in: `clients`, by service name, are used as they
+    are (a Stubber's client; clients shared by several runs), and the ones missing are made from boto3
+    on first use and kept there. `publish` builds and pushes an image; None is the local image builder,
+    then `docker push` (ecr.build_and_push)."""
 
     stack: Stack
     dry_run: bool = False
     poll_seconds: int = 30
     say: Callable[[str], None] = print
     changes: list[Change] = field(default_factory=list)
-    _clients: dict[str, Any] = field(default_factory=dict)
+    clients: dict[str, Any] = field(default_factory=dict)
+    publish: Publisher | None = None
 
     def client(self, service: str) -> Any:
-        if service not in self._clients:
-            self._clients[service] = boto3.client(
-                service, region_name=self.stack.region, config=CLIENT_CONFIG
-            )
-        return self._clients[service]
+        if service not in self.clients:
+            self.clients[service] = boto3.client(service, region_name=self.stack.region, config=CLIENT_CONFIG)
+        return self.clients[service]
 
     @cached_property
     def account(self) -> str:

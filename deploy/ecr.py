@@ -1,14 +1,13 @@
 """ECR repositories (scan on push, immutable tags, a lifecycle policy) and the images in them.
 
 Images are tagged with the run's release tag (`Run.release_tag`: the git revision of containers/, or
-`images.tag`), so a tag names one build and never moves. `ensure_image` hands building and pushing to a
-publisher: by default the local image builder (images/), then `push`.
+`images.tag`), so a tag names one build and never moves. `ensure_image` hands building and pushing to the
+run's publisher (`Run.publish`): by default the local image builder (images/), then `push`.
 """
 
 import base64
 import contextlib
 import json
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from deploy.aws import DeployError, Run
@@ -40,8 +39,6 @@ LIFECYCLE_POLICY = {
         },
     ]
 }
-# publish(image name, repository, tag, docker credentials) -> pushed manifest digest
-Publisher = Callable[[str, str, str, dict[str, str]], str]
 
 
 def build_and_push(image: str, repository: str, tag: str, auth: dict[str, str]) -> str:
@@ -149,8 +146,9 @@ def _has_tag(run: Run, name: str, tag: str) -> bool:
         return False
 
 
-def ensure_image(run: Run, image: str, publish: Publisher = build_and_push) -> str:
-    """Builds and pushes the image unless its tag is already in the repository; returns its URI."""
+def ensure_image(run: Run, image: str) -> str:
+    """Builds and pushes the image (`run.publish`) unless its tag is already in the repository; returns
+    its URI."""
     name, tag = run.stack.repository(image), run.release_tag
     uri = image_uri(run, image)
     if _has_tag(run, name, tag):
@@ -158,7 +156,7 @@ def ensure_image(run: Run, image: str, publish: Publisher = build_and_push) -> s
     elif run.apply("image", uri, "create", "build and push"):
         auth = login(run)
         repository = uri.rsplit(":", 1)[0]
-        publish(image, repository, tag, auth)
+        (run.publish or build_and_push)(image, repository, tag, auth)
     return uri
 
 

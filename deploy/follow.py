@@ -8,13 +8,13 @@ following, never the job; the command then prints how to follow it again and how
 """
 
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from deploy import poll
 from deploy.aws import DeployError, Run, sagemaker_not_found
 
 TERMINAL = {"Completed", "Failed", "Stopped"}
@@ -90,18 +90,25 @@ def duration(seconds: float | None) -> str:
 
 
 def _loop(
-    run: Run, poll: Callable[[], str], tail: LogTail, seen: Callable[[str], None] = lambda line: None
+    run: Run, describe: Callable[[], str], tail: LogTail, seen: Callable[[str], None] = lambda line: None
 ) -> None:
-    """poll() says what changed and returns the status; log lines follow (each also to `seen`); until a
-    terminal status."""
-    while True:
-        status = poll()
+    """describe() says what changed and returns the status; log lines follow (each also to `seen`);
+    until a terminal status. No deadline of its own: the job's stopping condition ends it."""
+
+    def ended() -> str | None:
+        status = describe()
         for line in tail.lines():
             run.say(line)
             seen(line)
-        if status in TERMINAL:
-            return
-        time.sleep(min(run.poll_seconds, FOLLOW_SECONDS))
+        return status if status in TERMINAL else None
+
+    poll.until(
+        ended,
+        what="the job did not end",
+        within=None,
+        first=min(run.poll_seconds, FOLLOW_SECONDS),
+        cap=FOLLOW_SECONDS,
+    )
 
 
 def follow_training(run: Run, name: str) -> dict[str, Any]:
@@ -110,7 +117,7 @@ def follow_training(run: Run, name: str) -> dict[str, Any]:
     printed: list[tuple[str, str]] = []
     final: dict[str, Any] = {}
 
-    def poll() -> str:
+    def describe() -> str:
         described = sagemaker.describe_training_job(TrainingJobName=name)
         final.update(described)
         transitions = [
@@ -126,7 +133,7 @@ def follow_training(run: Run, name: str) -> dict[str, Any]:
 
     findings: list[re.Match] = []
     tail = LogTail(run, TRAINING_LOGS, f"{name}/")
-    _loop(run, poll, tail, lambda line: findings.extend(FINDING.finditer(line)))
+    _loop(run, describe, tail, lambda line: findings.extend(FINDING.finditer(line)))
     for metric in final.get("FinalMetricDataList", []):
         run.say(f"  {metric['MetricName']} = {metric['Value']:g}")
     if findings:
@@ -149,7 +156,7 @@ def follow_tuning(run: Run, name: str) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     final: dict[str, Any] = {}
 
-    def poll() -> str:
+    def describe() -> str:
         described = sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
         final.update(described)
         status = described["HyperParameterTuningJobStatus"]
@@ -174,7 +181,7 @@ def follow_tuning(run: Run, name: str) -> dict[str, Any]:
         seen.update(now)
         return status
 
-    _loop(run, poll, LogTail(run, TRAINING_LOGS, f"{name}-"))
+    _loop(run, describe, LogTail(run, TRAINING_LOGS, f"{name}-"))
     if final["HyperParameterTuningJobStatus"] == "Failed":
         raise DeployError(f"tuning job {name} Failed", final.get("FailureReason"))
     return final
@@ -186,7 +193,7 @@ def follow_transform(run: Run, name: str) -> dict[str, Any]:
     seen: list[str] = []
     final: dict[str, Any] = {}
 
-    def poll() -> str:
+    def describe() -> str:
         described = sagemaker.describe_transform_job(TransformJobName=name)
         final.update(described)
         status = described["TransformJobStatus"]
@@ -195,7 +202,7 @@ def follow_transform(run: Run, name: str) -> dict[str, Any]:
             seen.append(status)
         return status
 
-    _loop(run, poll, LogTail(run, TRANSFORM_LOGS, f"{name}/"))
+    _loop(run, describe, LogTail(run, TRANSFORM_LOGS, f"{name}/"))
     if final["TransformJobStatus"] != "Completed":
         raise DeployError(f"transform job {name} {final['TransformJobStatus']}", final.get("FailureReason"))
     return final

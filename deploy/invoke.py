@@ -4,13 +4,15 @@ endpoint, and return the predictions."""
 import base64
 import json
 import mimetypes
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from deploy import function
+from deploy import function, poll
 from deploy.aws import DeployError, Run
+
+# The first wait for an async result, at most; the waits then grow to the run's poll interval.
+ASYNC_FIRST_SECONDS = 5
 
 
 def content_type(path: Path) -> str:
@@ -79,20 +81,23 @@ def via_async(run: Run, image: Path, wait_seconds: float = 900) -> Any:
     )
     output, failure = answer["OutputLocation"], answer.get("FailureLocation")
     run.say(f"queued as {answer.get('InferenceId', key)}; waiting for {output}")
-    deadline = time.monotonic() + wait_seconds
-    while True:
+
+    def answered() -> bytes | None:
         body = _read_s3(run, output)
-        if body is not None:
-            return _decode(body)
-        failed = _read_s3(run, failure) if failure else None
+        failed = _read_s3(run, failure) if body is None and failure else None
         if failed is not None:
             raise DeployError(f"async request failed ({failure})", failed.decode(errors="replace"))
-        if time.monotonic() > deadline:
-            raise DeployError(
-                f"no result after {wait_seconds:g} s",
-                f"it will appear at {output} (or {failure}); check later",
-            )
-        time.sleep(min(max(run.poll_seconds, 0), 5))
+        return body
+
+    body = poll.until(
+        answered,
+        what="no result",
+        within=wait_seconds,
+        first=min(run.poll_seconds, ASYNC_FIRST_SECONDS),
+        cap=max(run.poll_seconds, ASYNC_FIRST_SECONDS),
+        hint=f"it will appear at {output} (or {failure}); check later",
+    )
+    return _decode(body)
 
 
 def _read_s3(run: Run, uri: str) -> bytes | None:

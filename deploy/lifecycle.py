@@ -22,7 +22,7 @@ from deploy import (
 from deploy.aws import Run
 
 
-def up(run: Run, publish: ecr.Publisher | None = None) -> Run:
+def up(run: Run) -> Run:
     stack = run.stack
     live_kind = endpoint.live_kind(run)
     endpoint.refuse_kind_switch(run, live_kind)
@@ -32,7 +32,7 @@ def up(run: Run, publish: ecr.Publisher | None = None) -> Run:
     uris = {}
     for image in ecr.UP_IMAGES:
         ecr.ensure_repository(run, image)
-        uris[image] = ecr.ensure_image(run, image, publish or ecr.build_and_push)
+        uris[image] = ecr.ensure_image(run, image)
     logs.ensure_log_group(run, stack.endpoint_log_group, stack.endpoint.log_retention_days)
     if stack.function:
         logs.ensure_log_group(run, stack.lambda_log_group, stack.function.log_retention_days)

@@ -4,13 +4,15 @@ defines it and a change means a new model."""
 
 import hashlib
 import json
-import time
 
 from botocore.exceptions import ClientError
 
+from deploy import poll
 from deploy.aws import Run, sagemaker_not_found
 
 PREFIX = "model-"
+# How long a new execution role gets to become assumable by SageMaker.
+IAM_SPREAD_SECONDS = 60
 
 
 def model_name(run: Run, image_uri: str, model_data_url: str, role_arn: str) -> str:
@@ -34,7 +36,7 @@ def ensure_model(run: Run, image_uri: str, model_data_url: str, role_arn: str) -
             raise
     if run.apply("sagemaker model", name, "create", f"{image_uri} + {model_data_url}; {network(run)}"):
         # A role created moments ago may not be assumable yet: IAM is eventually consistent.
-        for attempt in range(6):
+        def create() -> bool | None:
             try:
                 sagemaker.create_model(
                     ModelName=name,
@@ -44,11 +46,20 @@ def ensure_model(run: Run, image_uri: str, model_data_url: str, role_arn: str) -
                     EnableNetworkIsolation=run.stack.endpoint.network_isolation,
                     Tags=run.tag_list(),
                 )
-                break
+                return True
             except ClientError as err:
-                if not _role_not_assumable_yet(err) or attempt == 5:
+                if not _role_not_assumable_yet(err):
                     raise
-                time.sleep(run.poll_seconds / 3)
+                return None
+
+        poll.until(
+            create,
+            what=f"SageMaker could still not assume {role_arn}",
+            within=IAM_SPREAD_SECONDS,
+            first=run.poll_seconds / 3,
+            cap=run.poll_seconds,
+            hint="IAM has not spread the role yet; run the command again",
+        )
     return name
 
 

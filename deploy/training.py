@@ -76,11 +76,11 @@ def definition(run: Run, definitions: list[dict[str, str]]) -> dict[str, Any]:
     }
 
 
-def ensure_training_image(run: Run, publish: ecr.Publisher | None = None) -> str:
+def ensure_training_image(run: Run) -> str:
     """What a job needs and `up` does not make: the training image in its repository (built and pushed
     unless its tag is there), and the training role. Returns the image URI."""
     ecr.ensure_repository(run, "train")
-    uri = ecr.ensure_image(run, "train", publish or ecr.build_and_push)
+    uri = ecr.ensure_image(run, "train")
     for name, service, policy in iam.roles(run):
         if name == run.stack.training_role:
             iam.ensure_role(run, name, service, policy)

@@ -1,6 +1,7 @@
 """moto as a real HTTP server on a free loopback port, reset before every test, and stack files that
 point at it. boto3 finds it through AWS_ENDPOINT_URL, as deploy/ would find any other endpoint."""
 
+import functools
 import json
 import logging
 import tomllib
@@ -15,9 +16,9 @@ from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
 from moto.server import ThreadedMotoServer
 
-from deploy import ecr
+from deploy import cli
 from deploy import stack as stack_module
-from deploy.aws import Run
+from deploy.aws import Publisher, Run
 from tests.conftest import free_port
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "stack.example.toml"
@@ -63,18 +64,28 @@ def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return moto_url
 
 
-@pytest.fixture(autouse=True)
-def pushed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The images a test pushed by deploy's default publisher, recorded in moto's ECR instead of built
-    (test_registry.py pushes real images through its own publisher)."""
-    names: list[str] = []
+@pytest.fixture
+def pushed() -> list[str]:
+    """The images a test's runs pushed with `publish`."""
+    return []
 
-    def publish(image: str, repository: str, tag: str, auth: dict[str, str]) -> str:
-        names.append(image)
+
+@pytest.fixture
+def publish(pushed: list[str]) -> Publisher:
+    """The runs' publisher in these tests: the image is recorded in moto's ECR instead of built, and in
+    `pushed` (test_registry.py pushes real images through its own publisher)."""
+
+    def record(image: str, repository: str, tag: str, auth: dict[str, str]) -> str:
+        pushed.append(image)
         return record_in_ecr(image, repository, tag, auth)
 
-    monkeypatch.setattr(ecr, "build_and_push", publish)
-    return names
+    return record
+
+
+@pytest.fixture(autouse=True)
+def command_line_publishes(monkeypatch: pytest.MonkeyPatch, publish: Publisher) -> None:
+    """The runs `python -m deploy` makes publish with `publish` too."""
+    monkeypatch.setattr(cli, "Run", functools.partial(Run, publish=publish))
 
 
 def to_toml(doc: dict, table: str = "") -> str:
@@ -140,10 +151,14 @@ def stack_file(stack_doc: dict, write_stack) -> Path:
 
 
 @pytest.fixture
-def make_run(stack_file: Path):
+def make_run(stack_file: Path, publish: Publisher):
     def make(dry_run: bool = False, path: Path | None = None) -> Run:
         return Run(
-            stack_module.load(path or stack_file), dry_run=dry_run, poll_seconds=0, say=lambda line: None
+            stack_module.load(path or stack_file),
+            dry_run=dry_run,
+            poll_seconds=0,
+            say=lambda line: None,
+            publish=publish,
         )
 
     return make

@@ -29,7 +29,7 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 
 from deploy import iam, lifecycle
 from deploy import stack as stack_module
-from deploy.aws import Run
+from deploy.aws import Publisher, Run
 from tests.deploy.conftest import LAMBDA_ALARMS, drop_alarms, record_in_ecr
 from tests.deploy.test_kinds_stack import ASYNC
 
@@ -224,8 +224,8 @@ class Stage:
     def client(self, service: str) -> Any:
         return self.run().client(service)
 
-    def run(self) -> Run:
-        return Run(self.stack, poll_seconds=0, say=lambda line: None, _clients=self.clients)
+    def run(self, publish: Publisher | None = None) -> Run:
+        return Run(self.stack, poll_seconds=0, say=lambda line: None, clients=self.clients, publish=publish)
 
     def fresh(self) -> None:
         """An empty account but for the boundary policy, which an administrator creates once."""
@@ -238,7 +238,7 @@ class Stage:
         self.injector.arm(None)
 
     def up(self) -> Run:
-        return lifecycle.up(self.run(), publish=functools.partial(record_in_ecr, client=self.client("ecr")))
+        return lifecycle.up(self.run(publish=functools.partial(record_in_ecr, client=self.client("ecr"))))
 
     def down(self) -> Run:
         return lifecycle.down(self.run())

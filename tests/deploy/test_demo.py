@@ -19,7 +19,6 @@ from botocore.credentials import Credentials
 
 from deploy import demo, lifecycle
 from deploy.aws import DeployError
-from tests.deploy.conftest import record_in_ecr
 
 ROOT = demo.ROOT
 JPEG = b"\xff\xd8\xff\xe0 stand-in photo bytes \xff\xd9"
@@ -165,7 +164,7 @@ def deployed(make_run, stack_doc):
     model_dir = Path(stack_doc["model"]["dir"])
     (model_dir / "report.html").write_text("<!doctype html><title>Training report</title>")
     run = make_run()
-    lifecycle.up(run, publish=record_in_ecr)
+    lifecycle.up(run)
     return run
 
 
@@ -186,7 +185,7 @@ def test_the_stacks_function_url_and_the_models_card_come_from_aws(deployed, ser
 def test_a_stack_without_a_function_url_says_to_use_direct(make_run, stack_doc, write_stack):
     stack_doc["lambda"]["function_url"] = False
     run = make_run(path=write_stack(stack_doc))
-    lifecycle.up(run, publish=record_in_ecr)
+    lifecycle.up(run)
 
     with pytest.raises(DeployError, match="--direct"):
         demo.target(run, direct=False)

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from deploy import lifecycle
-from tests.deploy.conftest import record_in_ecr
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
 PREDICTIONS = {
@@ -50,7 +49,7 @@ def proxy_reply(event: dict) -> dict:
 
 
 def test_the_python_example_in_the_guide_runs(make_run, aws, session, tmp_path, monkeypatch, capsys):
-    lifecycle.up(make_run(), publish=record_in_ecr)
+    lifecycle.up(make_run())
     # moto reads InvokeEndpoint bodies as text: the stand-in photo is ASCII.
     image = b"a photo of an Affenpinscher"
     (tmp_path / "dog.jpg").write_bytes(image)

@@ -5,12 +5,11 @@ CloudWatch Logs while the job "runs" (between polls), as SageMaker's containers 
 import json
 import time
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import boto3
 import pytest
 
-from deploy import cli, follow
+from deploy import cli, follow, poll
 from tests.deploy.conftest import overlay
 
 GROUP = "/aws/sagemaker/TrainingJobs"
@@ -84,7 +83,7 @@ def writes_logs(monkeypatch, job: list[str], batches: list[dict], then: Exceptio
             events = [{"timestamp": now + i, "message": line} for i, line in enumerate(lines)]
             logs.put_log_events(logGroupName=GROUP, logStreamName=name, logEvents=events)
 
-    monkeypatch.setattr(follow, "time", SimpleNamespace(sleep=sleep))
+    monkeypatch.setattr(poll, "sleep", sleep)
 
 
 def job_name(session) -> list[str]:

@@ -12,7 +12,7 @@ from parliament import analyze_policy_string
 from deploy import iam, lifecycle
 from deploy.aws import DeployError, Run
 from deploy.stack import parse
-from tests.deploy.conftest import example_doc, record_in_ecr
+from tests.deploy.conftest import example_doc
 from tests.deploy.test_kinds_stack import ASYNC, async_doc, serverless_doc
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
@@ -250,19 +250,19 @@ def boundaries() -> dict[str, str | None]:
 def test_up_bounds_every_role_and_converges_when_the_boundary_changes(stack_doc, write_stack, make_run):
     bounded = write_stack({**stack_doc, "permissions_boundary": "kennel-role-boundary"}, "bounded.toml")
     with pytest.raises(DeployError, match="permissions_boundary kennel-role-boundary does not exist"):
-        lifecycle.up(make_run(path=bounded), publish=record_in_ecr)
+        lifecycle.up(make_run(path=bounded))
     assert boto3.client("iam").list_roles()["Roles"] == []
 
     create_boundary(make_run(path=bounded))
-    run = lifecycle.up(make_run(path=bounded), publish=record_in_ecr)
+    run = lifecycle.up(make_run(path=bounded))
     arn = "arn:aws:iam::123456789012:policy/kennel-role-boundary"
     assert boundaries() == {name: arn for name, _, _ in iam.roles(run)}
-    assert lifecycle.up(make_run(path=bounded), publish=record_in_ecr).changed() == []
+    assert lifecycle.up(make_run(path=bounded)).changed() == []
 
     # Without the key the boundary comes off; with it again it goes back on the existing roles.
-    unbounded = lifecycle.up(make_run(), publish=record_in_ecr)
+    unbounded = lifecycle.up(make_run())
     assert {(c.kind, c.action) for c in unbounded.changed()} == {("iam role boundary", "delete")}
     assert set(boundaries().values()) == {None}
-    again = lifecycle.up(make_run(path=bounded), publish=record_in_ecr)
+    again = lifecycle.up(make_run(path=bounded))
     assert {(c.kind, c.action) for c in again.changed()} == {("iam role boundary", "create")}
     assert set(boundaries().values()) == {arn}

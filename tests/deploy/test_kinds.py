@@ -9,7 +9,7 @@ import pytest
 
 from deploy import cli, dashboard, endpoint, iam, lifecycle
 from deploy.aws import DeployError
-from tests.deploy.conftest import INSTANCE_ALARMS, LAMBDA_ALARMS, drop_alarms, record_in_ecr
+from tests.deploy.conftest import INSTANCE_ALARMS, LAMBDA_ALARMS, drop_alarms
 
 SAGEMAKER_ENDPOINTS = "AWS/SageMaker"
 
@@ -83,7 +83,7 @@ def assert_down_removes_everything(make_run, path) -> None:
 def test_serverless_stack_up_is_idempotent_and_down_removes_it(make_run, serverless_doc, write_stack):
     path = write_stack(serverless_doc)
     planned = lifecycle.up(make_run(dry_run=True, path=path))
-    done = lifecycle.up(make_run(path=path), publish=record_in_ecr)
+    done = lifecycle.up(make_run(path=path))
     assert [(c.kind, c.action) for c in planned.changes] == [(c.kind, c.action) for c in done.changes]
 
     (variant,) = live_config()["ProductionVariants"]
@@ -99,7 +99,7 @@ def test_serverless_stack_up_is_idempotent_and_down_removes_it(make_run, serverl
     live = boto3.client("lambda").get_function_configuration(FunctionName="kennel-proxy", Qualifier="live")
     assert live["Environment"]["Variables"]["SAGEMAKER_ENDPOINT_NAME"] == "kennel-endpoint"
 
-    assert lifecycle.up(make_run(path=path), publish=record_in_ecr).changed() == []
+    assert lifecycle.up(make_run(path=path)).changed() == []
     status = lifecycle.status(make_run(path=path))
     assert "  kind: serverless (stack file: serverless)" in status
     assert "  serverless: 2048 MB, max concurrency 5, provisioned 1" in status
@@ -109,7 +109,7 @@ def test_serverless_stack_up_is_idempotent_and_down_removes_it(make_run, serverl
 def test_async_stack_up_creates_queue_scaling_wake_up_and_topics(make_run, async_doc, write_stack):
     path = write_stack(async_doc)
     planned = lifecycle.up(make_run(dry_run=True, path=path))
-    done = lifecycle.up(make_run(path=path), publish=record_in_ecr)
+    done = lifecycle.up(make_run(path=path))
     assert [(c.kind, c.action) for c in planned.changes] == [(c.kind, c.action) for c in done.changes]
 
     config = live_config()
@@ -160,7 +160,7 @@ def test_async_stack_up_creates_queue_scaling_wake_up_and_topics(make_run, async
     roles = {r["RoleName"] for r in boto3.client("iam").list_roles()["Roles"]}
     assert roles == {"kennel-sagemaker-hosting", "kennel-sagemaker-training"}
 
-    assert lifecycle.up(make_run(path=path), publish=record_in_ecr).changed() == []
+    assert lifecycle.up(make_run(path=path)).changed() == []
     status = lifecycle.status(make_run(path=path))
     assert "  kind: async (stack file: async)" in status
     assert "  scaling: 0..3 instances" in status
@@ -171,7 +171,7 @@ def test_async_stack_up_creates_queue_scaling_wake_up_and_topics(make_run, async
 def test_dropping_a_topic_plans_its_removal_a_new_config_and_a_narrower_grant(
     make_run, async_doc, write_stack
 ):
-    lifecycle.up(make_run(path=write_stack(async_doc)), publish=record_in_ecr)
+    lifecycle.up(make_run(path=write_stack(async_doc)))
     async_doc["endpoint"]["async"]["success_topic"] = False
     run = make_run(dry_run=True, path=write_stack(async_doc, "no-success.toml"))
     planned = {(c.kind, c.action) for c in lifecycle.up(run).changed()}
@@ -203,7 +203,7 @@ def test_invoke_async_uploads_the_image_and_prints_the_result_object(
     make_run, async_doc, write_stack, tmp_path, capsys, aws
 ):
     path = write_stack(async_doc)
-    lifecycle.up(make_run(path=path), publish=record_in_ecr)
+    lifecycle.up(make_run(path=path))
     predictions = {"predictions": [[{"label": "001.Affenpinscher", "probability": 0.93}]]}
     queue_async_result(aws, json.dumps(predictions))
     image = tmp_path / "dog.jpg"
@@ -218,7 +218,7 @@ def test_invoke_async_uploads_the_image_and_prints_the_result_object(
 
 def test_invoke_async_reports_the_failure_object(make_run, async_doc, write_stack, tmp_path, capsys, aws):
     path = write_stack(async_doc)
-    lifecycle.up(make_run(path=path), publish=record_in_ecr)
+    lifecycle.up(make_run(path=path))
     queue_async_result(aws, '{"error": "unsupported_media_type"}', failure=True)
     image = tmp_path / "dog.gif"
     image.write_bytes(b"GIF89a")
@@ -235,10 +235,10 @@ def test_invoke_async_on_a_realtime_stack_says_what_to_set(stack_file, tmp_path,
 
 def test_realtime_to_serverless_is_refused_before_anything_changes(make_run, serverless_doc, write_stack):
     realtime = make_run()
-    lifecycle.up(realtime, publish=record_in_ecr)
+    lifecycle.up(realtime)
     before = live_config()["EndpointConfigName"]
     with pytest.raises(DeployError, match="cannot update an instance-based endpoint to serverless") as err:
-        lifecycle.up(make_run(path=write_stack(serverless_doc, "serverless.toml")), publish=record_in_ecr)
+        lifecycle.up(make_run(path=write_stack(serverless_doc, "serverless.toml")))
     assert "down" in err.value.reason
     assert live_config()["EndpointConfigName"] == before
     assert len(boto3.client("sagemaker").list_endpoint_configs()["EndpointConfigs"]) == 1
@@ -273,7 +273,7 @@ def test_async_hosting_policy_reads_its_input_and_writes_only_its_prefixes(make_
 def test_switching_realtime_to_async_plans_a_blue_green_update_and_clears_the_proxy(
     make_run, async_doc, write_stack
 ):
-    lifecycle.up(make_run(), publish=record_in_ecr)
+    lifecycle.up(make_run())
     planned = lifecycle.up(make_run(dry_run=True, path=write_stack(async_doc, "async.toml")))
     changed = {(c.kind, c.name, c.action) for c in planned.changed()}
     assert ("endpoint", "kennel-endpoint", "update") in changed
@@ -291,7 +291,7 @@ def test_switching_realtime_to_async_plans_a_blue_green_update_and_clears_the_pr
 def test_serverless_to_realtime_plans_a_blue_green_update_with_the_configs_instance_count(
     make_run, serverless_doc, write_stack, stack_file
 ):
-    lifecycle.up(make_run(path=write_stack(serverless_doc, "serverless.toml")), publish=record_in_ecr)
+    lifecycle.up(make_run(path=write_stack(serverless_doc, "serverless.toml")))
     realtime = make_run(dry_run=True, path=stack_file)
     current = boto3.client("sagemaker").describe_endpoint(EndpointName="kennel-endpoint")
     # A serverless variant has no instance type, so the update takes the new config's instance count.

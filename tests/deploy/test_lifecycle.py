@@ -12,7 +12,6 @@ import pytest
 
 from deploy import cli, ecr, function, iam, lifecycle
 from deploy.stack import StackError, load, parse
-from tests.deploy.conftest import record_in_ecr
 from tests.deploy.test_kinds_stack import serverless_doc
 
 
@@ -21,7 +20,7 @@ def actions(run) -> list[tuple[str, str, str]]:
 
 
 def test_up_creates_every_resource_as_configured(make_run, stack_file):
-    run = lifecycle.up(make_run(), publish=record_in_ecr)
+    run = lifecycle.up(make_run())
     stack = load(stack_file)
     tags = {"project": "kennel", "kennel:stack": "kennel", "owner": "ml-platform", "cost-center": "dogs"}
 
@@ -119,8 +118,8 @@ def test_up_creates_every_resource_as_configured(make_run, stack_file):
 
 
 def test_second_up_changes_nothing_and_plan_then_shows_no_change(make_run):
-    lifecycle.up(make_run(), publish=record_in_ecr)
-    assert lifecycle.up(make_run(), publish=record_in_ecr).changed() == []
+    lifecycle.up(make_run())
+    assert lifecycle.up(make_run()).changed() == []
     assert lifecycle.up(make_run(dry_run=True)).changed() == []
 
 
@@ -129,18 +128,18 @@ def test_plan_changes_nothing_and_matches_what_up_then_does(make_run):
     assert boto3.client("ecr").describe_repositories()["repositories"] == []
     assert boto3.client("iam").list_roles()["Roles"] == []
     assert boto3.client("sagemaker").list_endpoints()["Endpoints"] == []
-    done = lifecycle.up(make_run(), publish=record_in_ecr)
+    done = lifecycle.up(make_run())
     assert actions(planned) == actions(done)
     assert {c.action for c in done.changes} == {"create"}
 
 
 def test_plan_matches_an_update_of_lambda_and_scaling(make_run, stack_doc, write_stack):
-    lifecycle.up(make_run(), publish=record_in_ecr)
+    lifecycle.up(make_run())
     stack_doc["lambda"]["memory_mb"] = 1024
     stack_doc["autoscaling"]["max_instances"] = 6
     changed = write_stack(stack_doc, "changed.toml")
     planned = lifecycle.up(make_run(dry_run=True, path=changed))
-    done = lifecycle.up(make_run(path=changed), publish=record_in_ecr)
+    done = lifecycle.up(make_run(path=changed))
     assert actions(planned) == actions(done)
     assert {(c.kind, c.action) for c in done.changed()} == {
         ("scalable target", "update"),
@@ -156,7 +155,7 @@ def test_plan_matches_an_update_of_lambda_and_scaling(make_run, stack_doc, write
 
 
 def test_down_removes_everything_and_is_safe_to_repeat(make_run):
-    lifecycle.up(make_run(), publish=record_in_ecr)
+    lifecycle.up(make_run())
     removed = lifecycle.down(make_run())
     assert {c.action for c in removed.changes} == {"delete"}
     assert boto3.client("ecr").describe_repositories()["repositories"] == []
@@ -183,7 +182,7 @@ def test_cli_plan_and_status(stack_file, capsys):
 
 
 def test_invoke_goes_through_the_live_alias(make_run, stack_file, tmp_path, capsys, session):
-    lifecycle.up(make_run(), publish=record_in_ecr)
+    lifecycle.up(make_run())
     image = tmp_path / "dog.jpg"
     image.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     called: list[tuple[str, str]] = []
@@ -225,7 +224,7 @@ def test_the_model_is_network_isolated_unless_the_stack_opens_it(make_run, stack
     planned = lifecycle.up(make_run(dry_run=True))
     (model,) = [c for c in planned.changes if c.kind == "sagemaker model"]
     assert model.detail.endswith("; network isolated")
-    lifecycle.up(make_run(), publish=record_in_ecr)
+    lifecycle.up(make_run())
     assert [p["EnableNetworkIsolation"] for p in sent] == [True]
 
     stack_doc["endpoint"]["network_isolation"] = False

@@ -10,7 +10,6 @@ import pytest
 from parliament import analyze_policy_string
 
 from deploy import alarms, dashboard, endpoint_config, iam, lifecycle
-from tests.deploy.conftest import record_in_ecr
 
 EMAIL = "oncall@example.com"
 # What real target tracking creates next to a scaling policy; moto does not, so the tests put one.
@@ -65,7 +64,7 @@ def alarms_by_name() -> dict[str, dict]:
 
 def test_up_writes_the_proxy_settings_into_the_function_configuration(make_run, operated):
     planned = lifecycle.up(make_run(dry_run=True, path=operated))
-    lifecycle.up(make_run(path=operated), publish=record_in_ecr)
+    lifecycle.up(make_run(path=operated))
 
     live = boto3.client("lambda").get_function_configuration(FunctionName="kennel-proxy", Qualifier="live")
     variables = live["Environment"]["Variables"]
@@ -78,11 +77,11 @@ def test_up_writes_the_proxy_settings_into_the_function_configuration(make_run, 
 
 
 def test_removing_the_allow_list_takes_it_out_of_the_function(make_run, operated, operated_doc, write_stack):
-    lifecycle.up(make_run(path=operated), publish=record_in_ecr)
+    lifecycle.up(make_run(path=operated))
     del operated_doc["lambda"]["allowed_url_hosts"]
     without = write_stack(operated_doc, "without.toml")
     planned = lifecycle.up(make_run(dry_run=True, path=without))
-    done = lifecycle.up(make_run(path=without), publish=record_in_ecr)
+    done = lifecycle.up(make_run(path=without))
 
     (update,) = [c for c in done.changed() if c.kind == "lambda configuration"]
     assert "URL hosts: none (URL bodies refused)" in update.detail
@@ -92,7 +91,7 @@ def test_removing_the_allow_list_takes_it_out_of_the_function(make_run, operated
 
 
 def test_alarms_exist_as_the_stack_file_says(make_run, operated):
-    run = lifecycle.up(make_run(path=operated), publish=record_in_ecr)
+    run = lifecycle.up(make_run(path=operated))
     found = alarms_by_name()
     topic = "arn:aws:sns:us-east-1:123456789012:kennel-alarms"
 
@@ -134,7 +133,7 @@ def test_alarms_exist_as_the_stack_file_says(make_run, operated):
 
 
 def test_the_alarm_topic_has_the_e_mail_subscription(make_run, operated):
-    lifecycle.up(make_run(path=operated), publish=record_in_ecr)
+    lifecycle.up(make_run(path=operated))
     sns = boto3.client("sns")
 
     (topic,) = sns.list_topics()["Topics"]
@@ -160,7 +159,7 @@ def test_spillover_is_watched_only_with_provisioned_concurrency(stack_doc, write
 
 
 def test_the_dashboard_shows_the_stack_on_one_page(make_run, operated):
-    lifecycle.up(make_run(path=operated), publish=record_in_ecr)
+    lifecycle.up(make_run(path=operated))
     cloudwatch = boto3.client("cloudwatch")
 
     (listed,) = cloudwatch.list_dashboards()["DashboardEntries"]
@@ -187,7 +186,7 @@ def test_the_dashboard_shows_the_stack_on_one_page(make_run, operated):
 
 
 def test_data_capture_is_on_the_endpoint_config_with_exactly_its_write_permission(make_run, operated):
-    run = lifecycle.up(make_run(path=operated), publish=record_in_ecr)
+    run = lifecycle.up(make_run(path=operated))
     sagemaker = boto3.client("sagemaker")
 
     config_name = sagemaker.describe_endpoint(EndpointName="kennel-endpoint")["EndpointConfigName"]
@@ -224,7 +223,7 @@ def test_without_data_capture_the_hosting_role_writes_only_transform_output(make
 
 
 def test_turning_data_capture_on_is_a_blue_green_config_change(make_run, operated):
-    lifecycle.up(make_run(), publish=record_in_ecr)
+    lifecycle.up(make_run())
     planned = lifecycle.up(make_run(dry_run=True, path=operated))
 
     changes = {(c.kind, c.action): c.detail for c in planned.changed()}
@@ -237,8 +236,8 @@ def test_turning_data_capture_on_is_a_blue_green_config_change(make_run, operate
 
 def test_second_up_changes_nothing_and_down_leaves_none_of_it(make_run, operated):
     put_target_tracking_alarm()
-    lifecycle.up(make_run(path=operated), publish=record_in_ecr)
-    assert lifecycle.up(make_run(path=operated), publish=record_in_ecr).changed() == []
+    lifecycle.up(make_run(path=operated))
+    assert lifecycle.up(make_run(path=operated)).changed() == []
     assert lifecycle.up(make_run(dry_run=True, path=operated)).changed() == []
 
     removed = lifecycle.down(make_run(path=operated))
@@ -255,13 +254,13 @@ def test_a_threshold_left_out_removes_its_alarm_and_no_email_removes_the_topic(
     make_run, operated, operated_doc, write_stack
 ):
     put_target_tracking_alarm()
-    lifecycle.up(make_run(path=operated), publish=record_in_ecr)
+    lifecycle.up(make_run(path=operated))
     del operated_doc["alarms"]["latency_p99_ms"]
     del operated_doc["alarms"]["email"]
     changed = write_stack(operated_doc, "fewer.toml")
 
     planned = lifecycle.up(make_run(dry_run=True, path=changed))
-    done = lifecycle.up(make_run(path=changed), publish=record_in_ecr)
+    done = lifecycle.up(make_run(path=changed))
 
     assert [(c.kind, c.name, c.action) for c in planned.changes] == [
         (c.kind, c.name, c.action) for c in done.changes
@@ -279,7 +278,7 @@ def test_a_threshold_left_out_removes_its_alarm_and_no_email_removes_the_topic(
 def test_no_alarms_table_means_no_alarms_but_still_a_dashboard(make_run, stack_doc, write_stack):
     del stack_doc["alarms"]
     path = write_stack(stack_doc, "quiet.toml")
-    lifecycle.up(make_run(path=path), publish=record_in_ecr)
+    lifecycle.up(make_run(path=path))
 
     assert alarms_by_name() == {}
     body = json.loads(
@@ -304,12 +303,12 @@ def test_vcpus_follow_the_size_name(instance_type, count):
 
 
 def test_a_new_address_replaces_the_topic_and_its_subscription(make_run, operated, operated_doc, write_stack):
-    lifecycle.up(make_run(path=operated), publish=record_in_ecr)
+    lifecycle.up(make_run(path=operated))
     operated_doc["alarms"]["email"] = "oncall-2@example.com"
     changed = write_stack(operated_doc, "new-address.toml")
 
     planned = lifecycle.up(make_run(dry_run=True, path=changed))
-    done = lifecycle.up(make_run(path=changed), publish=record_in_ecr)
+    done = lifecycle.up(make_run(path=changed))
 
     assert [(c.kind, c.action, c.detail) for c in done.changed()] == [
         ("sns topic", "update", f"replacing {EMAIL}"),
@@ -328,7 +327,7 @@ def test_a_new_address_replaces_the_topic_and_its_subscription(make_run, operate
 def test_cors_origins_reach_the_function_url_so_preflights_are_answered_before_iam_auth(
     make_run, operated, operated_doc, write_stack
 ):
-    lifecycle.up(make_run(path=operated), publish=record_in_ecr)
+    lifecycle.up(make_run(path=operated))
     aws_lambda = boto3.client("lambda")
 
     cors = aws_lambda.get_function_url_config(FunctionName="kennel-proxy", Qualifier="live")["Cors"]
@@ -337,7 +336,7 @@ def test_cors_origins_reach_the_function_url_so_preflights_are_answered_before_i
     assert "x-amz-date" in cors["AllowHeaders"]
 
     del operated_doc["lambda"]["cors_allow_origins"]
-    done = lifecycle.up(make_run(path=write_stack(operated_doc, "no-cors.toml")), publish=record_in_ecr)
+    done = lifecycle.up(make_run(path=write_stack(operated_doc, "no-cors.toml")))
     assert ("function url", "update") in [(c.kind, c.action) for c in done.changed()]
     url = aws_lambda.get_function_url_config(FunctionName="kennel-proxy", Qualifier="live")
     assert url["Cors"]["AllowOrigins"] == []

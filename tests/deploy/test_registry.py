@@ -20,7 +20,7 @@ import docker
 import pytest
 
 from deploy import ecr, lifecycle
-from deploy.aws import Run
+from deploy.aws import Publisher, Run
 from deploy.stack import load
 from tests.conftest import free_port
 
@@ -31,8 +31,8 @@ MANIFEST_TYPES = (
 )
 
 
-def to_local_registry(registry: str, local_tag: str, client: docker.DockerClient) -> ecr.Publisher:
-    """A publisher for `ecr.ensure_image` that pushes `local_tag` to the same repository path on
+def to_local_registry(registry: str, local_tag: str, client: docker.DockerClient) -> Publisher:
+    """A publisher for a run (`Run.publish`) that pushes `local_tag` to the same repository path on
     `registry` with the ECR login it is given, then records the pushed manifest in (moto's) ECR
     repository, so that ECR answers as it would after a push to ECR itself."""
 
@@ -121,7 +121,7 @@ def test_up_publishes_through_the_tests_publisher_and_the_image_pulls_back(
     stack = load(write_stack(stack_doc))
     publish = to_local_registry(registry, tiny_image, docker_client)
 
-    run = lifecycle.up(Run(stack, poll_seconds=0, say=lambda line: None), publish=publish)
+    run = lifecycle.up(Run(stack, poll_seconds=0, say=lambda line: None, publish=publish))
     uri = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/kennel-serve:{tag}"
     assert ("image", uri, "create") in [(c.kind, c.name, c.action) for c in run.changes]
     sagemaker = boto3.client("sagemaker")
@@ -135,7 +135,7 @@ def test_up_publishes_through_the_tests_publisher_and_the_image_pulls_back(
     def refuse(*args: object) -> str:
         pytest.fail(f"published again: {args[:3]}")
 
-    again = lifecycle.up(Run(stack, poll_seconds=0, say=lambda line: None), publish=refuse)
+    again = lifecycle.up(Run(stack, poll_seconds=0, say=lambda line: None, publish=refuse))
     assert again.changed() == []
 
     pulled = docker_client.images.pull(f"{registry}/kennel-serve", tag=tag, auth_config=ecr.login(run))

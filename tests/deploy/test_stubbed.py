@@ -28,7 +28,7 @@ def stub(run: Run) -> Iterator:
 
     def make(service: str) -> Stubber:
         client = boto3.client(service, region_name="us-east-1")
-        run._clients[service] = client
+        run.clients[service] = client
         stubber = Stubber(client)
         stubber.activate()
         stubbers.append(stubber)

@@ -8,7 +8,6 @@ import pytest
 
 from deploy import cli, iam, lifecycle
 from deploy.training import METRIC_DEFINITIONS
-from tests.deploy.conftest import record_in_ecr
 
 
 @pytest.fixture
@@ -46,7 +45,7 @@ def test_up_serves_a_training_jobs_output(stack_doc, write_stack, make_run, metr
     name = capsys.readouterr().out.split("started ", 1)[1].split()[0]
     del stack_doc["model"]["dir"]
     stack_doc["model"]["training_job"] = name
-    lifecycle.up(make_run(path=write_stack(stack_doc, "from-job.toml")), publish=record_in_ecr)
+    lifecycle.up(make_run(path=write_stack(stack_doc, "from-job.toml")))
     sagemaker = boto3.client("sagemaker")
     config = sagemaker.describe_endpoint_config(
         EndpointConfigName=sagemaker.describe_endpoint(EndpointName="kennel-endpoint")["EndpointConfigName"]

@@ -3,15 +3,14 @@ read back from S3. moto completes the job at once and writes nothing, so the res
 SageMaker would put them while the job "runs"."""
 
 import json
-from types import SimpleNamespace
 
 import boto3
 import pytest
 
-from deploy import cli, follow, iam, lifecycle
+from deploy import cli, iam, lifecycle, poll
 from deploy.aws import Run
 from deploy.stack import parse
-from tests.deploy.conftest import example_doc, overlay, record_in_ecr
+from tests.deploy.conftest import example_doc, overlay
 
 BUCKET = "kennel-example-data"
 IN, OUT = "kennel/transform/input/photos/", "kennel/transform/output/run1/"
@@ -20,7 +19,7 @@ IN, OUT = "kennel/transform/input/photos/", "kennel/transform/output/run1/"
 @pytest.fixture
 def served(make_run) -> str:
     """`up` has run; returns the model the endpoint serves."""
-    lifecycle.up(make_run(), publish=record_in_ecr)
+    lifecycle.up(make_run())
     sagemaker = boto3.client("sagemaker")
     config = sagemaker.describe_endpoint(EndpointName="kennel-endpoint")["EndpointConfigName"]
     return sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"][0]["ModelName"]
@@ -40,7 +39,7 @@ def test_transform_runs_the_served_model_over_images_and_summarises(
             )
             s3.put_object(Bucket=BUCKET, Key=f"{OUT}{name}.out", Body=body.encode())
 
-    monkeypatch.setattr(follow, "time", SimpleNamespace(sleep=results_appear))
+    monkeypatch.setattr(poll, "sleep", results_appear)
     overlay(
         session,
         "DescribeTransformJob",
@@ -87,7 +86,7 @@ def test_json_lines_are_split_by_line_and_counted_by_record(
     )
     lines = b"".join(json.dumps({"predictions": [[{"label": "x"}]]}).encode() + b"\n" for _ in range(3))
     s3.put_object(Bucket=BUCKET, Key=OUT + "batch.jsonl.out", Body=lines)
-    monkeypatch.setattr(follow, "time", SimpleNamespace(sleep=lambda seconds: None))
+    monkeypatch.setattr(poll, "sleep", lambda seconds: None)
     uri = f"s3://{BUCKET}/{IN}"
     assert cli.main(["transform", "--stack", str(path), uri, f"s3://{BUCKET}/{OUT}"]) == 0
     out = capsys.readouterr().out

@@ -7,12 +7,11 @@ import difflib
 import json
 import tomllib
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 
 import boto3
 import pytest
 
-from deploy import cli, follow, trials
+from deploy import cli, poll, trials
 from deploy.aws import DeployError
 from deploy.stack import load
 from tests.deploy.conftest import EXAMPLE, overlay
@@ -100,7 +99,7 @@ def create_trials_in_moto(tuning: str) -> None:
 def test_tune_wait_promote_prints_the_trials_best_first_and_rewrites_the_stack(
     commented_stack, session, stubbed, monkeypatch, capsys
 ):
-    monkeypatch.setattr(follow, "time", SimpleNamespace(sleep=lambda seconds: None))
+    monkeypatch.setattr(poll, "sleep", lambda seconds: None)
     names: list[str] = []
     listing = stubbed("ListTrainingJobsForHyperParameterTuningJob")
 
