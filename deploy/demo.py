@@ -4,7 +4,7 @@
     python -m deploy demo --stack my-stack.toml --direct     # straight to the endpoint (InvokeEndpoint)
     python -m deploy demo --stack my-stack.toml --port 0     # any free port
 
-It serves the page the local stack serves (lambda/page/) and sends each photo to AWS with your own
+It serves the page the local stack serves (kennel_proxy/page/) and sends each photo to AWS with your own
 credentials (boto3's usual chain): to the function URL, which stays AWS_IAM, signed here with SigV4 by
 botocore's signer; or, with --direct, to sagemaker-runtime InvokeEndpoint. Nothing on AWS becomes public
 and the credentials never reach the browser, which talks only to this server. The server answers only
@@ -14,12 +14,10 @@ endpoint serves, in S3.
 """
 
 import argparse
-import importlib.util
 import json
 import tarfile
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import ModuleType
+from http.server import ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
@@ -32,9 +30,8 @@ from botocore.utils import get_environ_proxies
 
 from deploy import function
 from deploy.aws import DeployError, Run
-from deploy.stack import ROOT
+from kennel_proxy import page
 
-PAGE = ROOT / "lambda" / "page" / "__init__.py"
 MAX_BODY_BYTES = 6 * 1024 * 1024  # what a function URL and InvokeEndpoint take
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 MAX_REPORT_BYTES = 64 * 1024 * 1024
@@ -46,14 +43,6 @@ REPORT_CSP = (
 )
 
 Answer = tuple[int, dict[str, str], bytes]
-
-
-def load_page() -> ModuleType:
-    """lambda/page/, by path: `lambda` is a Python keyword, so the folder is no importable package."""
-    spec = importlib.util.spec_from_file_location("kennel_page", PAGE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def json_answer(status: int, body: dict, headers: dict[str, str] | None = None) -> Answer:
@@ -221,24 +210,23 @@ class DemoServer(ThreadingHTTPServer):
 
     def __init__(self, port: int, target: Target, card: ModelCard | None) -> None:
         super().__init__(("127.0.0.1", port), DemoHandler)
-        self.target, self.card, self.page = target, card, load_page()
+        self.target, self.card = target, card
 
     @property
     def origin(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
 
 
-class DemoHandler(BaseHTTPRequestHandler):
+class DemoHandler(page.AnswerHandler):
     server: DemoServer
     server_version = "kennel-demo"
-    protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
         if not self._own_origin():
             return
         if path == "/":
-            self._send(*self.server.page.page())
+            self._send(*page.page())
         elif path == "/model" and self.server.card is not None:
             self._send(*self.server.card.answer())
         elif path == "/model/report" and self.server.card is not None and self.server.card.report is not None:
@@ -279,14 +267,6 @@ class DemoHandler(BaseHTTPRequestHandler):
             *refusal(403, "foreign_origin", f"only the page at {self.server.origin}/ may use the demo")
         )
         return False
-
-    def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the command prints where to look, and errors reach the page."""

@@ -7,33 +7,35 @@ Callers use the alias, so provisioned concurrency applies and a new version goes
 import base64
 import contextlib
 import hashlib
-import importlib.util
 import io
 import math
-import time
 import zipfile
 from pathlib import Path
 
+from deploy import poll
 from deploy.aws import DeployError, Run
 from deploy.stack import Stack
+from kennel_proxy.defaults import VARIABLES
 
 ALIAS = "live"
-HANDLER = "proxy.handler"
-# Tests and the local HTTP adapter stay out of the zip; boto3 comes with the Lambda runtime.
+# The handler's package, as the zip names it whatever the stack's source_dir is called.
+PACKAGE = "kennel_proxy"
+HANDLER = f"{PACKAGE}.proxy.handler"
+# Tests and the local HTTP adapter stay out of the zip (and page/, a subpackage); boto3 comes with the
+# Lambda runtime.
 EXCLUDED = ("test_*.py", "*_test.py", "conftest.py", "local_adapter.py")
 ROOT = Path(__file__).resolve().parents[1]
-PROXY_DEFAULTS = ROOT / "lambda" / "defaults.py"
 # Request-data guards that the serving image runs too, from their one copy at the repository root.
 SHARED = ("kennel_common/__init__.py", "kennel_common/strict_json.py")
 
 
 def package(source_dir: Path) -> bytes:
-    """The zip of the handler's top-level .py files and the SHARED modules, with fixed timestamps: same
-    sources, same bytes."""
+    """The zip of the handler package's top-level .py files, under PACKAGE/, and the SHARED modules, with
+    fixed timestamps: same sources, same bytes."""
     files = sorted(p for p in source_dir.glob("*.py") if not any(p.match(pattern) for pattern in EXCLUDED))
     if not any(p.name == "proxy.py" for p in files):
         raise DeployError(f"{source_dir} has no proxy.py (the handler is {HANDLER})")
-    entries = [(path.name, path) for path in files] + [(name, ROOT / name) for name in SHARED]
+    entries = [(f"{PACKAGE}/{path.name}", path) for path in files] + [(name, ROOT / name) for name in SHARED]
     raw = io.BytesIO()
     with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, path in entries:
@@ -47,22 +49,12 @@ def code_sha256(data: bytes) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
-def proxy_defaults() -> dict[str, str]:
-    """The proxy's defaults, from its one table (lambda/defaults.py). Loaded by path: `lambda` is a Python
-    keyword, so the folder cannot be imported as a package."""
-    spec = importlib.util.spec_from_file_location("kennel_proxy_defaults", PROXY_DEFAULTS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return {name: default for name, (default, _meaning) in module.VARIABLES.items()}
-
-
 # The proxy's defaults that the function's timeout must hold: attempts at InvokeEndpoint, their connect
 # timeout, and the longest a {"url": ...} body may take to fetch (connect, then the whole read).
-_DEFAULTS = proxy_defaults()
-INVOKE_ATTEMPTS = int(_DEFAULTS["KENNEL_MAX_ATTEMPTS"])
-INVOKE_CONNECT_S = math.ceil(float(_DEFAULTS["KENNEL_INVOKE_CONNECT_TIMEOUT_S"]))
+INVOKE_ATTEMPTS = int(VARIABLES["KENNEL_MAX_ATTEMPTS"][0])
+INVOKE_CONNECT_S = math.ceil(float(VARIABLES["KENNEL_INVOKE_CONNECT_TIMEOUT_S"][0]))
 URL_FETCH_S = math.ceil(
-    float(_DEFAULTS["KENNEL_URL_CONNECT_TIMEOUT_S"]) + float(_DEFAULTS["KENNEL_URL_READ_TIMEOUT_S"])
+    float(VARIABLES["KENNEL_URL_CONNECT_TIMEOUT_S"][0]) + float(VARIABLES["KENNEL_URL_READ_TIMEOUT_S"][0])
 )
 
 
@@ -74,7 +66,7 @@ def invoke_read_timeout(timeout_seconds: int) -> int:
 
 
 def environment(stack: Stack) -> dict[str, str]:
-    """The proxy's settings (the variables in lambda/defaults.py); a key the stack leaves out is left
+    """The proxy's settings (the variables in kennel_proxy/defaults.py); a key the stack leaves out is left
     out here too, so the proxy's own default applies."""
     fn = stack.function
     variables = {
@@ -214,14 +206,20 @@ def ensure_provisioned(run: Run) -> None:
 def wait_provisioned(run: Run) -> None:
     """Polls until provisioned concurrency is READY; FAILED raises with Lambda's StatusReason."""
     aws, name = run.client("lambda"), run.stack.function_name
-    for _ in range(max(1, 30 * 60 // max(run.poll_seconds, 1))):
+
+    def ready() -> bool | None:
         config = aws.get_provisioned_concurrency_config(FunctionName=name, Qualifier=ALIAS)
-        if config["Status"] == "READY":
-            return
         if config["Status"] == "FAILED":
             raise DeployError(f"provisioned concurrency on {name}:{ALIAS} failed", config.get("StatusReason"))
-        time.sleep(run.poll_seconds)
-    raise DeployError(f"provisioned concurrency on {name}:{ALIAS} was not READY within 30 minutes")
+        return config["Status"] == "READY" or None
+
+    poll.until(
+        ready,
+        what=f"provisioned concurrency on {name}:{ALIAS} was not READY",
+        within=30 * 60,
+        first=run.poll_seconds,
+        cap=max(run.poll_seconds, 60),
+    )
 
 
 def url_cors(stack: Stack) -> dict | None:

@@ -163,7 +163,7 @@ def ensure_kind_scaling(run: Run, was_async: bool) -> None:
 
 
 def remove_proxy(run: Run) -> None:
-    """An async stack has no Lambda proxy (stack.py says why): remove one an earlier kind left."""
+    """An async stack has no Lambda proxy (stack/kinds.py says why): remove one an earlier kind left."""
     function.delete_function(run)
     iam.delete_role(run, run.stack.lambda_role)
     logs.delete_log_group(run, run.stack.lambda_log_group)

@@ -1,5 +1,5 @@
 """[lambda]: the proxy function in front of the endpoint (realtime and serverless endpoints), with its
-URL fetching and CORS, which lambda/defaults.py reads from the environment `up` sets."""
+URL fetching and CORS, which kennel_proxy/defaults.py reads from the environment `up` sets."""
 
 import re
 from dataclasses import dataclass
@@ -26,7 +26,7 @@ class Lambda:
     provisioned_concurrency: int
     function_url: bool
     log_retention_days: int
-    # The proxy's URL fetching and CORS (lambda/defaults.py); empty or None: the proxy's own default there.
+    # The proxy's URL fetching and CORS (kennel_proxy/defaults.py); empty or None: the proxy's default.
     allowed_url_hosts: tuple[str, ...] = ()
     max_image_bytes: int | None = None
     cors_allow_origins: tuple[str, ...] = ()

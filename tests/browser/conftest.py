@@ -41,7 +41,7 @@ def browser() -> Iterator:
 
 
 def human_name(label: str) -> str:
-    """What the page shows for a label: the rule of lambda/page/index.html's humanName, written again
+    """What the page shows for a label: the rule of kennel_proxy/page/index.html's humanName, written again
     here from its description so the test checks the page rather than itself."""
     small = {"and", "of", "the", "de", "du", "des", "la", "le", "von", "van"}
     words = [w for w in re.split(r"[_\s]+", re.sub(r"^\d+[.\s_-]*", "", label)) if w]

@@ -109,21 +109,21 @@ def test_strings_are_emptied_up_to_the_most_a_valid_document_can_hold():
 
 
 def test_one_file_serves_the_serving_image_and_the_lambda():
-    import validation
     from kennel_serve import codecs
     from sagemaker_inference import decoder
 
     from deploy import function
+    from kennel_proxy import validation
 
     assert codecs.strict_json is decoder.strict_json is strict_json
     assert validation.strict_json_loads is strict_json.loads
-    with zipfile.ZipFile(io.BytesIO(function.package(ROOT / "lambda"))) as zf:
+    with zipfile.ZipFile(io.BytesIO(function.package(ROOT / "kennel_proxy"))) as zf:
         assert (
             zf.read("kennel_common/strict_json.py")
             == (ROOT / "kennel_common" / "strict_json.py").read_bytes()
         )
     # No second strict reader (duplicate-key hook, string-emptying pattern) in serving or the Lambda.
-    for folder in (ROOT / "containers" / "serve", ROOT / "lambda"):
+    for folder in (ROOT / "containers" / "serve", ROOT / "kennel_proxy"):
         for path in folder.rglob("*.py"):
             text = path.read_text()
             assert "object_pairs_hook" not in text and '[^"\\\\]' not in text, path

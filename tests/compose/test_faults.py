@@ -20,17 +20,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from defaults import VARIABLES
 from kennel_train.synthetic import write_dataset
 
+from kennel_proxy.defaults import VARIABLES
 from tests.compose.test_stack import compose
 from tests.conftest import free_port
 from tests.serve.conftest import TINY_LABELS, TINY_PREPROCESSING, TinyNet, write_model_dir
 
 pytestmark = pytest.mark.container
-# The proxy's own limits (lambda/defaults.py): no answer may take longer than connect + read, plus a margin
-# for a loaded machine. A dropped connection is tried again (lambda/local_runtime.py), but drops come at
-# once here and the waits between attempts are at most 50 + 100 ms, inside the margin. Past this is a hang.
+# The proxy's own limits (kennel_proxy/defaults.py): no answer may take longer than connect + read, plus a
+# margin for a loaded machine. A dropped connection is tried again (kennel_proxy/local_runtime.py), but
+# drops come at once here and the waits between attempts are at most 50 + 100 ms, inside the margin. Past
+# this is a hang.
 CONNECT_S, READ_S = (float(VARIABLES[f"KENNEL_INVOKE_{step}_TIMEOUT_S"][0]) for step in ("CONNECT", "READ"))
 PROXY_DEADLINE_S = CONNECT_S + READ_S + 10
 RECOVERY_TIMEOUT_S = 120

@@ -19,8 +19,8 @@ from botocore.credentials import Credentials
 
 from deploy import demo, lifecycle
 from deploy.aws import DeployError
+from deploy.stack import ROOT
 
-ROOT = demo.ROOT
 JPEG = b"\xff\xd8\xff\xe0 stand-in photo bytes \xff\xd9"
 PREDICTIONS = {"predictions": [[{"label": "042.Cardigan_welsh_corgi", "index": 41, "probability": 0.9}]]}
 AUTHORIZATION = re.compile(

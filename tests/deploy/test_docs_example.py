@@ -1,17 +1,17 @@
 """The boto3 example in docs/deploy.md runs, as written, against the stack `up` made in moto: the endpoint
-answers what it is given to answer, and the Lambda answers what lambda/proxy.py itself replies to the
+answers what it is given to answer, and the Lambda answers what kennel_proxy/proxy.py itself replies to the
 event the example sends (computed by the proxy with moto as its SageMaker runtime)."""
 
 import base64
-import importlib
 import json
 import os
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from deploy import lifecycle
+from kennel_proxy.events import parse_event
+from kennel_proxy.proxy import Proxy
+from kennel_proxy.settings import Settings
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
 PREDICTIONS = {
@@ -37,15 +37,8 @@ def moto_api(base: str, path: str, body: dict) -> None:
 
 def proxy_reply(event: dict) -> dict:
     """What the deployed proxy returns for `event`, from the proxy's own code."""
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("SAGEMAKER_ENDPOINT_NAME", "kennel-endpoint")
-        proxy = importlib.import_module("proxy")
-        settings = proxy.Settings.from_env({**os.environ, "SAGEMAKER_ENDPOINT_NAME": "kennel-endpoint"})
-        runtime = proxy.runtime_client(settings)
-        reply = proxy.answer(
-            proxy.parse_event(event), "req-1", settings, runtime, proxy.UrlFetcher(settings.fetch_policy())
-        )
-    return reply.as_lambda_response()
+    settings = Settings.from_env({**os.environ, "SAGEMAKER_ENDPOINT_NAME": "kennel-endpoint"})
+    return Proxy.from_settings(settings).answer(parse_event(event), "req-1").as_lambda_response()
 
 
 def test_the_python_example_in_the_guide_runs(make_run, aws, session, tmp_path, monkeypatch, capsys):

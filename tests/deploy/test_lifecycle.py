@@ -98,7 +98,7 @@ def test_up_creates_every_resource_as_configured(make_run, stack_file):
     assert live["Version"] == "1"
     assert (live["Runtime"], live["Handler"], live["MemorySize"], live["Timeout"]) == (
         "python3.12",
-        "proxy.handler",
+        "kennel_proxy.proxy.handler",
         512,
         30,
     )

@@ -32,7 +32,7 @@ def commented_stack(stack_doc, tmp_path):
     text = EXAMPLE.read_text()
     for old, new in [
         ('dir = "../build/model"', f'dir = "{stack_doc["model"]["dir"]}"'),
-        ('source_dir = "../lambda"', f'source_dir = "{stack_doc["lambda"]["source_dir"]}"'),
+        ('source_dir = "../kennel_proxy"', f'source_dir = "{stack_doc["lambda"]["source_dir"]}"'),
         ('# tag = "v1"', 'tag = "test1"'),
         ("provisioned_concurrency = 2", "provisioned_concurrency = 0"),
     ]:

@@ -8,7 +8,6 @@ import contextlib
 import copy
 import datetime
 import http.server
-import importlib
 import ipaddress
 import json
 import socket
@@ -19,26 +18,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
+from botocore.stub import Stubber
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from endpoint import runtime_client
 from moto.server import ThreadedMotoServer
 
+from kennel_proxy.proxy import Proxy
+from kennel_proxy.settings import Settings
 from tests.conftest import free_port
 
 REGION = "us-east-1"
 ENDPOINT = "kennel-test-endpoint"
-# The proxy reads its settings once, at import; give it a complete environment for that moment only.
-with pytest.MonkeyPatch.context() as _env:
-    _env.setenv("SAGEMAKER_ENDPOINT_NAME", ENDPOINT)
-    _env.setenv("AWS_DEFAULT_REGION", REGION)
-    proxy = importlib.import_module("proxy")
-
 TEST_HOST_NAME = "images.kennel.test"
+
+
+def settings(**overrides: Any) -> Settings:
+    """The proxy's settings for ENDPOINT: the defaults, with `overrides` replacing fields."""
+    return Settings.from_env({"SAGEMAKER_ENDPOINT_NAME": ENDPOINT}, **overrides)
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +57,11 @@ def moto_server() -> Iterator[str]:
 @dataclass
 class Moto:
     url: str
+
+    def proxy(self, runtime: Any = None, fetcher: Any = None, **overrides: Any) -> Proxy:
+        """A proxy whose sagemaker-runtime client (unless `runtime` is given) follows AWS_ENDPOINT_URL
+        here; `overrides` replace fields of its settings."""
+        return Proxy.from_settings(settings(**overrides), runtime, fetcher)
 
     def queue_results(self, *bodies: Any) -> None:
         """Queues InvokeEndpoint answers, each a JSON document, in order."""
@@ -77,14 +83,25 @@ class Moto:
 
 @pytest.fixture
 def moto(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Moto:
-    """A reset moto, and the proxy's sagemaker-runtime client rebuilt to follow AWS_ENDPOINT_URL to it."""
+    """A reset moto, and an environment whose sagemaker-runtime clients follow AWS_ENDPOINT_URL to it."""
     httpx.post(f"{moto_server}/moto-api/reset").raise_for_status()
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setattr(proxy, "RUNTIME", runtime_client(proxy.SETTINGS))
     return Moto(moto_server)
+
+
+@pytest.fixture
+def no_endpoint() -> Stubber:
+    """A sagemaker-runtime client with nothing stubbed: any InvokeEndpoint call fails the request, so a 4xx
+    proves none was made."""
+    client = boto3.client(
+        "sagemaker-runtime", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y"
+    )
+    stubber = Stubber(client)
+    stubber.activate()
+    return stubber
 
 
 @dataclass(frozen=True)

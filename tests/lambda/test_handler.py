@@ -4,13 +4,13 @@ import base64
 import json
 import time
 
-import boto3
-import proxy
 import pytest
 from botocore.stub import Stubber
-from settings import Settings
 
-from .conftest import ENDPOINT, REGION
+from kennel_proxy.endpoint import runtime_client
+from kennel_proxy.proxy import Proxy, default_proxy, handler
+
+from .conftest import ENDPOINT, REGION, settings
 
 # moto's server decodes every request body as UTF-8 (moto/core/responses.py, setup_class), so the bytes
 # sent to it must decode; real image bytes travel in the Stubber and local-adapter tests.
@@ -20,16 +20,9 @@ PREDICTIONS = {"predictions": [{"label": "Labrador_retriever", "index": 95, "pro
 
 
 @pytest.fixture
-def no_endpoint(monkeypatch: pytest.MonkeyPatch) -> Stubber:
-    """A client with nothing stubbed: any InvokeEndpoint call fails the request, so a 4xx proves none
-    was made."""
-    client = boto3.client(
-        "sagemaker-runtime", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y"
-    )
-    stubber = Stubber(client)
-    stubber.activate()
-    monkeypatch.setattr(proxy, "RUNTIME", client)
-    return stubber
+def offline(no_endpoint: Stubber) -> Proxy:
+    """The proxy with a client that answers nothing."""
+    return Proxy.from_settings(settings(), runtime=no_endpoint.client)
 
 
 class Recording:
@@ -45,11 +38,15 @@ class Recording:
 
 
 @pytest.fixture
-def sent(moto, monkeypatch: pytest.MonkeyPatch) -> Recording:
+def sent(moto) -> Recording:
     """What reached the endpoint (moto), call by call."""
-    recording = Recording(proxy.RUNTIME)
-    monkeypatch.setattr(proxy, "RUNTIME", recording)
-    return recording
+    return Recording(runtime_client(settings()))
+
+
+@pytest.fixture
+def recorded(moto, sent: Recording) -> Proxy:
+    """The proxy with moto as its endpoint, through `sent`."""
+    return moto.proxy(runtime=sent)
 
 
 def body_of(response: dict) -> dict:
@@ -57,11 +54,11 @@ def body_of(response: dict) -> dict:
     return json.loads(response["body"])
 
 
-def test_rest_v1_event_with_base64_jpeg_returns_the_predictions(moto, sent, events, context):
+def test_rest_v1_event_with_base64_jpeg_returns_the_predictions(moto, sent, recorded, events, context):
     moto.queue_results(PREDICTIONS)
     event = events.rest(base64.b64encode(JPEG).decode(), "image/jpeg", True)
 
-    response = proxy.handler(event, context)
+    response = recorded.handle(event, context)
 
     assert response["statusCode"] == 200
     assert body_of(response) == PREDICTIONS
@@ -70,7 +67,7 @@ def test_rest_v1_event_with_base64_jpeg_returns_the_predictions(moto, sent, even
     ]
 
 
-def test_function_url_event_with_png_and_top_k(moto, sent, events, context):
+def test_function_url_event_with_png_and_top_k(moto, sent, recorded, events, context):
     moto.queue_results(PREDICTIONS)
     event = events.function_url(
         base64.b64encode(PNG).decode(),
@@ -80,7 +77,7 @@ def test_function_url_event_with_png_and_top_k(moto, sent, events, context):
         queryStringParameters={"top_k": "3"},
     )
 
-    response = proxy.handler(event, context)
+    response = recorded.handle(event, context)
 
     assert response["statusCode"] == 200
     assert body_of(response) == PREDICTIONS
@@ -88,12 +85,12 @@ def test_function_url_event_with_png_and_top_k(moto, sent, events, context):
     assert (call["Body"], call["ContentType"], call["CustomAttributes"]) == (PNG, "image/png", "top_k=3")
 
 
-def test_http_api_event_with_json_base64_image(moto, sent, events, context):
+def test_http_api_event_with_json_base64_image(moto, sent, recorded, events, context):
     moto.queue_results(PREDICTIONS)
     document = json.dumps({"image": base64.b64encode(JPEG).decode(), "top_k": 2})
     event = events.function_url(document, "application/json; charset=utf-8", False)
 
-    response = proxy.handler(event, context)
+    response = recorded.handle(event, context)
 
     assert response["statusCode"] == 200
     assert body_of(response) == PREDICTIONS
@@ -108,7 +105,7 @@ def test_http_api_event_with_json_base64_image(moto, sent, events, context):
 def test_direct_invocation_with_base64_image(moto, context):
     moto.queue_results(PREDICTIONS)
 
-    response = proxy.handler({"image": base64.b64encode(JPEG).decode()}, context)
+    response = moto.proxy().handle({"image": base64.b64encode(JPEG).decode()}, context)
 
     assert response["statusCode"] == 200
     assert body_of(response) == PREDICTIONS
@@ -116,16 +113,16 @@ def test_direct_invocation_with_base64_image(moto, context):
 
 def test_endpoint_answer_that_is_not_json_is_a_502(moto, context):
     # moto's static default answer is the literal text "body".
-    response = proxy.handler({"image": base64.b64encode(JPEG).decode()}, context)
+    response = moto.proxy().handle({"image": base64.b64encode(JPEG).decode()}, context)
 
     assert response["statusCode"] == 502
     assert body_of(response)["type"] == "invalid_model_response"
 
 
-def test_one_json_log_line_per_request(moto, sent, events, context, capsys):
+def test_one_json_log_line_per_request(moto, sent, recorded, events, context, capsys):
     moto.queue_results(PREDICTIONS)
     sent.delay_s = 0.05  # the endpoint's time is part of the request's latency
-    proxy.handler(events.rest(base64.b64encode(JPEG).decode(), "image/jpeg", True), context)
+    recorded.handle(events.rest(base64.b64encode(JPEG).decode(), "image/jpeg", True), context)
 
     lines = capsys.readouterr().out.strip().splitlines()
 
@@ -157,13 +154,13 @@ def test_one_json_log_line_per_request(moto, sent, events, context, capsys):
     ],
 )
 def test_bad_input_is_refused_before_the_endpoint(
-    no_endpoint, events, context, body, content_type, base64_encoded, status, error_type
+    no_endpoint, offline, events, context, body, content_type, base64_encoded, status, error_type
 ):
     for event in (
         events.rest(body, content_type, base64_encoded),
         events.function_url(body, content_type, base64_encoded),
     ):
-        response = proxy.handler(event, context)
+        response = offline.handle(event, context)
 
         assert response["statusCode"] == status
         assert body_of(response)["type"] == error_type
@@ -171,73 +168,68 @@ def test_bad_input_is_refused_before_the_endpoint(
     no_endpoint.assert_no_pending_responses()
 
 
-def test_oversized_images_are_413_in_every_encoding(no_endpoint, events, context, monkeypatch):
-    monkeypatch.setattr(
-        proxy, "SETTINGS", Settings.from_env({"SAGEMAKER_ENDPOINT_NAME": ENDPOINT}, max_image_bytes=1000)
-    )
+def test_oversized_images_are_413_in_every_encoding(no_endpoint, events, context):
+    capped = Proxy.from_settings(settings(max_image_bytes=1000), runtime=no_endpoint.client)
     big = bytes(1001)
     encoded = base64.b64encode(big).decode()
 
     responses = [
-        proxy.handler(events.function_url(encoded, "image/jpeg", True), context),
-        proxy.handler(events.rest(json.dumps({"image": encoded}), "application/json", False), context),
-        proxy.handler({"image": encoded}, context),
+        capped.handle(events.function_url(encoded, "image/jpeg", True), context),
+        capped.handle(events.rest(json.dumps({"image": encoded}), "application/json", False), context),
+        capped.handle({"image": encoded}, context),
     ]
 
     assert [r["statusCode"] for r in responses] == [413, 413, 413]
     assert {body_of(r)["type"] for r in responses} == {"image_too_large"}
 
 
-def test_top_k_out_of_range_in_the_query(no_endpoint, events, context):
+def test_top_k_out_of_range_in_the_query(offline, events, context):
     event = events.function_url("aGk=", "image/jpeg", True, queryStringParameters={"top_k": "5000"})
 
-    response = proxy.handler(event, context)
+    response = offline.handle(event, context)
 
     assert (response["statusCode"], body_of(response)["type"]) == (400, "invalid_top_k")
     assert "from 1 to 1000" in body_of(response)["error"]
 
 
 @pytest.mark.parametrize("top_k", ["²", "٣", "+3", "1_0", " 3", "3.0", "0x10", "", "-1", "9" * 5000])
-def test_top_k_that_is_not_ascii_digits_is_400(no_endpoint, events, context, top_k):
+def test_top_k_that_is_not_ascii_digits_is_400(no_endpoint, offline, events, context, top_k):
     """str.isdigit passes "²" (which int() cannot read) and "٣" (which it reads as 3): only 0-9 count."""
     in_query = events.function_url("aGk=", "image/jpeg", True, queryStringParameters={"top_k": top_k})
     in_json = events.rest(json.dumps({"image": "aGk=", "top_k": top_k}), "application/json", False)
 
     for event in (in_query, in_json):
-        response = proxy.handler(event, context)
+        response = offline.handle(event, context)
 
         assert (response["statusCode"], body_of(response)["type"]) == (400, "invalid_top_k")
     no_endpoint.assert_no_pending_responses()
 
 
-def test_methods_other_than_post(no_endpoint, events, context):
+def test_methods_other_than_post(offline, events, context):
     event = events.rest(None, "image/jpeg", False, httpMethod="GET")
 
-    response = proxy.handler(event, context)
+    response = offline.handle(event, context)
 
     assert response["statusCode"] == 405
     assert response["headers"]["Allow"] == "POST, OPTIONS"
 
 
-def test_direct_invocation_must_be_an_object(no_endpoint, context):
-    response = proxy.handler(["https://x.test/a.jpg"], context)
+def test_direct_invocation_must_be_an_object(offline, context):
+    response = offline.handle(["https://x.test/a.jpg"], context)
 
     assert (response["statusCode"], body_of(response)["type"]) == (400, "invalid_json")
     assert "must be an object" in body_of(response)["error"]
 
 
-def test_url_bodies_are_refused_when_no_host_is_allowed(no_endpoint, context):
-    response = proxy.handler({"url": "https://images.example.com/dog.jpg"}, context)
+def test_url_bodies_are_refused_when_no_host_is_allowed(offline, context):
+    response = offline.handle({"url": "https://images.example.com/dog.jpg"}, context)
 
     assert response["statusCode"] == 400
     assert body_of(response)["type"] == "url_not_allowed"
 
 
-def test_cors_headers_follow_the_allowed_origins(moto, events, context, monkeypatch):
-    settings = Settings.from_env(
-        {"SAGEMAKER_ENDPOINT_NAME": ENDPOINT}, cors_allow_origins=frozenset({"https://app.example"})
-    )
-    monkeypatch.setattr(proxy, "SETTINGS", settings)
+def test_cors_headers_follow_the_allowed_origins(moto, events, context):
+    proxy = moto.proxy(cors_allow_origins=frozenset({"https://app.example"}))
     moto.queue_results(PREDICTIONS)
     headers = {"content-type": "image/jpeg", "origin": "https://app.example"}
     preflight = events.function_url(None, "image/jpeg", False, headers=headers)
@@ -247,9 +239,9 @@ def test_cors_headers_follow_the_allowed_origins(moto, events, context, monkeypa
         "aGk=", "image/jpeg", True, headers={**headers, "origin": "https://evil.example"}
     )
 
-    preflight_response = proxy.handler(preflight, context)
-    allowed_response = proxy.handler(allowed, context)
-    other_response = proxy.handler(other, context)
+    preflight_response = proxy.handle(preflight, context)
+    allowed_response = proxy.handle(allowed, context)
+    other_response = proxy.handle(other, context)
 
     assert preflight_response["statusCode"] == 204
     assert preflight_response["headers"]["Access-Control-Allow-Origin"] == "https://app.example"
@@ -264,19 +256,17 @@ def test_no_cors_headers_by_default(moto, events, context):
     event = events.function_url(base64.b64encode(JPEG).decode(), "image/jpeg", True)
     event["headers"]["origin"] = "https://app.example"
 
-    response = proxy.handler(event, context)
+    response = moto.proxy().handle(event, context)
 
     assert not [name for name in response["headers"] if name.startswith("Access-Control")]
 
 
-def test_nothing_from_the_context_or_environment_reaches_a_response(
-    no_endpoint, events, context, monkeypatch
-):
+def test_nothing_from_the_context_or_environment_reaches_a_response(offline, events, context, monkeypatch):
     monkeypatch.setenv("KENNEL_SECRET_PROBE", "s3cr3t-value-from-env")
     responses = [
-        proxy.handler(events.rest("aGk=", "text/plain", True), context),
-        proxy.handler(events.function_url(None, "image/jpeg", True), context),
-        proxy.handler({"url": "file:///etc/passwd"}, context),
+        offline.handle(events.rest("aGk=", "text/plain", True), context),
+        offline.handle(events.function_url(None, "image/jpeg", True), context),
+        offline.handle({"url": "file:///etc/passwd"}, context),
     ]
     text = json.dumps(responses)
 
@@ -292,3 +282,23 @@ def test_nothing_from_the_context_or_environment_reaches_a_response(
         assert secret not in text
     for response in responses:
         assert set(body_of(response)) == {"error", "type", "request_id"}
+
+
+def test_the_lambda_entry_reads_the_environment_once_on_its_first_invocation(events, context, monkeypatch):
+    """`handler` builds its proxy from the environment when first called, not at import, and warm
+    invocations reuse it: a setting changed after that first call is not read."""
+    monkeypatch.setenv("SAGEMAKER_ENDPOINT_NAME", ENDPOINT)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("KENNEL_MAX_IMAGE_BYTES", "1000")
+    default_proxy.cache_clear()
+    image = events.function_url(base64.b64encode(bytes(1001)).decode(), "image/jpeg", True)
+    try:
+        first = handler(image, context)
+        monkeypatch.setenv("KENNEL_MAX_IMAGE_BYTES", "5000")
+        warm = handler(image, context)
+        built = default_proxy()
+    finally:
+        default_proxy.cache_clear()
+
+    assert [first["statusCode"], warm["statusCode"]] == [413, 413]
+    assert built.settings.max_image_bytes == 1000

@@ -6,13 +6,14 @@ import io
 import json
 
 import boto3
-import proxy
 import pytest
 from botocore.stub import Stubber
-from endpoint import runtime_client
-from settings import Settings
 
-from .conftest import ENDPOINT, REGION
+from kennel_proxy.endpoint import Runtime, runtime_client
+from kennel_proxy.proxy import Proxy
+from kennel_proxy.settings import Settings
+
+from .conftest import ENDPOINT, REGION, settings
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\xff\xd9"
 ACCOUNT = "999988887777"
@@ -20,21 +21,21 @@ LOG_STREAM = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/sagemaker/Endpoint
 
 
 @pytest.fixture
-def stubbed(monkeypatch: pytest.MonkeyPatch):
+def stubbed():
     client = boto3.client(
         "sagemaker-runtime", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y"
     )
-    monkeypatch.setattr(proxy, "RUNTIME", client)
     with Stubber(client) as stubber:
         yield stubber
         stubber.assert_no_pending_responses()
 
 
-def invoke(context, top_k: int | None = None) -> tuple[int, dict, dict]:
+def invoke(runtime: Runtime, context, top_k: int | None = None) -> tuple[int, dict, dict]:
+    """A direct invocation with JPEG through a proxy whose client is `runtime`."""
     event = {"image": base64.b64encode(JPEG).decode()}
     if top_k is not None:
         event["top_k"] = top_k
-    response = proxy.handler(event, context)
+    response = Proxy.from_settings(settings(), runtime).handle(event, context)
     return response["statusCode"], response["headers"], json.loads(response["body"])
 
 
@@ -58,7 +59,7 @@ def test_the_call_carries_endpoint_content_type_accept_and_top_k(stubbed, contex
         expected(top_k=3),
     )
 
-    status, _, answer = invoke(context, top_k=3)
+    status, _, answer = invoke(stubbed.client, context, top_k=3)
 
     assert status == 200
     assert answer == {"predictions": []}
@@ -85,7 +86,7 @@ def test_model_error_carries_the_models_status_and_message(stubbed, context, mod
         expected_params=expected(),
     )
 
-    response_status, _, answer = invoke(context)
+    response_status, _, answer = invoke(stubbed.client, context)
 
     assert response_status == status
     assert answer["type"] == kind
@@ -104,7 +105,7 @@ def test_model_timeout_is_504(stubbed, context):
         expected_params=expected(),
     )
 
-    status, _, answer = invoke(context)
+    status, _, answer = invoke(stubbed.client, context)
 
     assert (status, answer["type"]) == (504, "model_timeout")
 
@@ -118,7 +119,7 @@ def test_missing_endpoint_is_503_and_says_so_without_the_account(stubbed, contex
         expected_params=expected(),
     )
 
-    status, _, answer = invoke(context)
+    status, _, answer = invoke(stubbed.client, context)
 
     assert status == 503
     assert answer["type"] == "endpoint_not_found"
@@ -131,7 +132,7 @@ def test_other_validation_errors_are_502(stubbed, context):
         "invoke_endpoint", "ValidationError", "Inference Component Name header is required", 400
     )
 
-    status, _, answer = invoke(context)
+    status, _, answer = invoke(stubbed.client, context)
 
     assert (status, answer["type"]) == (502, "endpoint_rejected")
 
@@ -147,7 +148,7 @@ def test_other_validation_errors_are_502(stubbed, context):
 def test_retryable_errors_carry_retry_after(stubbed, context, code, http_status, status, error_type):
     stubbed.add_client_error("invoke_endpoint", code, "Rate exceeded", http_status)
 
-    got_status, headers, answer = invoke(context)
+    got_status, headers, answer = invoke(stubbed.client, context)
 
     assert (got_status, answer["type"]) == (status, error_type)
     assert int(headers["Retry-After"]) >= 1
@@ -156,29 +157,27 @@ def test_retryable_errors_carry_retry_after(stubbed, context, code, http_status,
 def test_internal_failure_is_502(stubbed, context):
     stubbed.add_client_error("invoke_endpoint", "InternalFailure", "oops", 500)
 
-    status, headers, answer = invoke(context)
+    status, headers, answer = invoke(stubbed.client, context)
 
     assert (status, answer["type"]) == (502, "endpoint_error")
     assert "oops" not in json.dumps(answer) and "Retry-After" not in headers
 
 
-def runtime_at(url: str, monkeypatch: pytest.MonkeyPatch, **settings) -> None:
+def runtime_at(url: str, monkeypatch: pytest.MonkeyPatch, **overrides) -> Runtime:
     """The proxy's own client factory, pointed at a local server through AWS_ENDPOINT_URL."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setattr(
-        proxy, "RUNTIME", runtime_client(Settings.from_env({"SAGEMAKER_ENDPOINT_NAME": ENDPOINT}, **settings))
-    )
+    return runtime_client(settings(**overrides))
 
 
 def test_throttling_is_retried_by_botocore_then_429(http_server, context, monkeypatch):
     throttle = ({"x-amzn-ErrorType": "ThrottlingException"}, b'{"message": "Rate exceeded"}')
     server = http_server(lambda request: (400, *throttle))
-    runtime_at(server.url, monkeypatch, max_attempts=2)
+    runtime = runtime_at(server.url, monkeypatch, max_attempts=2)
 
-    status, headers, answer = invoke(context)
+    status, headers, answer = invoke(runtime, context)
 
     assert (status, answer["type"]) == (429, "throttled")
     assert int(headers["Retry-After"]) >= 1
@@ -188,9 +187,9 @@ def test_throttling_is_retried_by_botocore_then_429(http_server, context, monkey
 
 def test_client_read_timeout_is_504(http_server, context, monkeypatch):
     server = http_server(lambda request: (200, {}, b"{}", 30))
-    runtime_at(server.url, monkeypatch, max_attempts=1, invoke_read_timeout_s=0.2)
+    runtime = runtime_at(server.url, monkeypatch, max_attempts=1, invoke_read_timeout_s=0.2)
 
-    status, _, answer = invoke(context)
+    status, _, answer = invoke(runtime, context)
 
     assert (status, answer["type"]) == (504, "endpoint_timeout")
 

@@ -10,17 +10,18 @@ import time
 
 import boto3
 import httpx
-import local_adapter
-import proxy
 import pytest
 from botocore.stub import Stubber
-from endpoint import runtime_client
-from errors import RETRY_AFTER_S
-from events import parse_event
-from local_runtime import LocalRuntime
-from settings import Settings
 
-from .conftest import REGION
+from kennel_proxy import local_adapter
+from kennel_proxy.endpoint import runtime_client
+from kennel_proxy.errors import RETRY_AFTER_S
+from kennel_proxy.events import parse_event
+from kennel_proxy.local_runtime import LocalRuntime
+from kennel_proxy.proxy import Proxy
+from kennel_proxy.settings import Settings
+
+from .conftest import REGION, settings
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00 real bytes \xff\xd9"
 PREDICTIONS = {"predictions": [{"label": "Labrador_retriever", "probability": 0.91}]}
@@ -41,18 +42,17 @@ def serve(http_server):
 
 
 @pytest.fixture
-def start_adapter(serve, monkeypatch):
-    """Starts the adapter on a free loopback port with `start_adapter(**make_server_options)`, its handler
-    sending InvokeEndpoint to the stand-in; returns its URL."""
-    settings = Settings.from_env(
+def start_adapter(serve):
+    """Starts the adapter on a free loopback port with `start_adapter(runtime=None,
+    **make_server_options)`, its proxy sending InvokeEndpoint to the stand-in, or to `runtime`; returns
+    its URL."""
+    local = Settings.from_env(
         {"SAGEMAKER_ENDPOINT_NAME": "local"}, local_endpoint_url=serve.url, invoke_read_timeout_s=0.5
     )
-    monkeypatch.setattr(proxy, "SETTINGS", settings)
-    monkeypatch.setattr(proxy, "RUNTIME", runtime_client(settings))
     servers = []
 
-    def start(**options) -> str:
-        server = local_adapter.make_server("127.0.0.1", 0, **options)
+    def start(runtime: LocalRuntime | None = None, **options) -> str:
+        server = local_adapter.make_server("127.0.0.1", 0, Proxy.from_settings(local, runtime), **options)
         threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         servers.append(server)
         return f"http://127.0.0.1:{server.server_address[1]}"
@@ -69,11 +69,11 @@ def adapter(start_adapter):
 
 
 def test_local_mode_is_chosen_by_the_setting():
-    settings = Settings.from_env(
+    local = Settings.from_env(
         {"SAGEMAKER_ENDPOINT_NAME": "local", "KENNEL_LOCAL_ENDPOINT_URL": "http://serve:8080"}
     )
 
-    assert isinstance(runtime_client(settings), LocalRuntime)
+    assert isinstance(runtime_client(local), LocalRuntime)
 
 
 def test_an_image_goes_to_invocations_with_sagemakers_headers(adapter, serve):
@@ -98,7 +98,7 @@ def test_a_json_body_travels_as_text_and_arrives_as_image_bytes(adapter, serve):
     assert serve.requests[0].headers["content-type"] == "application/x-image"
 
 
-def test_a_container_error_maps_exactly_as_a_sagemaker_model_error(adapter, context, monkeypatch):
+def test_a_container_error_maps_exactly_as_a_sagemaker_model_error(adapter, context):
     through_adapter = httpx.post(
         adapter, content=b"undecodable", headers={"Content-Type": "image/jpeg"}, timeout=10
     )
@@ -106,7 +106,6 @@ def test_a_container_error_maps_exactly_as_a_sagemaker_model_error(adapter, cont
     client = boto3.client(
         "sagemaker-runtime", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y"
     )
-    monkeypatch.setattr(proxy, "RUNTIME", client)
     with Stubber(client) as stubber:
         stubber.add_client_error(
             "invoke_endpoint",
@@ -115,7 +114,9 @@ def test_a_container_error_maps_exactly_as_a_sagemaker_model_error(adapter, cont
             424,
             modeled_fields={"OriginalStatusCode": 400, "OriginalMessage": json.dumps(MODEL_ERROR)},
         )
-        through_sagemaker = proxy.handler({"image": "dW5kZWNvZGFibGU="}, context)
+        through_sagemaker = Proxy.from_settings(settings(), client).handle(
+            {"image": "dW5kZWNvZGFibGU="}, context
+        )
         stubber.assert_no_pending_responses()
 
     assert through_adapter.status_code == through_sagemaker["statusCode"] == 400
@@ -135,11 +136,11 @@ def test_a_slow_container_is_504(adapter):
     assert response.json()["type"] == "endpoint_timeout"
 
 
-def test_a_stopped_container_is_502(adapter, monkeypatch):
+def test_a_stopped_container_is_502(start_adapter):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         nothing_listens = probe.getsockname()[1]
-    monkeypatch.setattr(proxy, "RUNTIME", LocalRuntime(f"http://127.0.0.1:{nothing_listens}", 0.5, 0.5))
+    adapter = start_adapter(LocalRuntime(f"http://127.0.0.1:{nothing_listens}", 0.5, 0.5))
 
     response = httpx.post(adapter, content=JPEG, headers={"Content-Type": "image/jpeg"}, timeout=10)
 
@@ -232,13 +233,11 @@ class Dropper:
                         )
 
 
-def test_a_connection_dropped_after_the_request_is_502_connection_lost_after_every_attempt(
-    adapter, monkeypatch
-):
+def test_a_connection_dropped_after_the_request_is_502_connection_lost_after_every_attempt(start_adapter):
     """A container killed while it works: the request was sent, no answer came, on each of the attempts
     botocore would make on AWS, and the client is told so."""
     dropper = Dropper(drops=3)
-    monkeypatch.setattr(proxy, "RUNTIME", LocalRuntime(dropper.url, 0.5, 5, max_attempts=3))
+    adapter = start_adapter(LocalRuntime(dropper.url, 0.5, 5, max_attempts=3))
 
     response = httpx.post(adapter, content=JPEG, headers={"Content-Type": "image/jpeg"}, timeout=15)
     dropper.listener.close()
@@ -249,10 +248,10 @@ def test_a_connection_dropped_after_the_request_is_502_connection_lost_after_eve
     assert dropper.connections == 3
 
 
-def test_a_connection_dropped_once_is_tried_again_as_botocore_does(adapter, monkeypatch):
+def test_a_connection_dropped_once_is_tried_again_as_botocore_does(start_adapter):
     """A server shutting down closes connections it has not read yet; the next attempt gets the answer."""
     dropper = Dropper(drops=1)
-    monkeypatch.setattr(proxy, "RUNTIME", LocalRuntime(dropper.url, 0.5, 5, max_attempts=3))
+    adapter = start_adapter(LocalRuntime(dropper.url, 0.5, 5, max_attempts=3))
 
     response = httpx.post(adapter, content=JPEG, headers={"Content-Type": "image/jpeg"}, timeout=15)
     dropper.listener.close()

@@ -11,12 +11,11 @@ from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 import httpx
-import local_adapter
-import page
-import proxy
 import pytest
-from endpoint import runtime_client
-from settings import Settings
+
+from kennel_proxy import local_adapter, page
+from kennel_proxy.proxy import Proxy
+from kennel_proxy.settings import Settings
 
 from .conftest import REGION
 
@@ -46,18 +45,16 @@ def serve(http_server):
     return http_server(serving_container)
 
 
-def start_adapter(monkeypatch, endpoint_url: str):
+def start_adapter(endpoint_url: str):
     settings = Settings.from_env({"SAGEMAKER_ENDPOINT_NAME": "local"}, local_endpoint_url=endpoint_url)
-    monkeypatch.setattr(proxy, "SETTINGS", settings)
-    monkeypatch.setattr(proxy, "RUNTIME", runtime_client(settings))
-    server = local_adapter.make_server("127.0.0.1", 0)
+    server = local_adapter.make_server("127.0.0.1", 0, Proxy.from_settings(settings))
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
 @pytest.fixture
-def adapter(serve, monkeypatch):
-    server, url = start_adapter(monkeypatch, serve.url)
+def adapter(serve):
+    server, url = start_adapter(serve.url)
     yield url
     server.shutdown()
     server.server_close()
@@ -120,8 +117,8 @@ def test_the_model_card_and_the_report_come_from_the_serving_container(adapter, 
     assert [(r.method, r.path) for r in serve.requests] == [("GET", "/model"), ("GET", "/model/report")]
 
 
-def test_an_unreachable_serving_container_is_a_json_502_for_the_card(monkeypatch):
-    server, url = start_adapter(monkeypatch, "http://127.0.0.1:9")  # the discard port: nothing listens
+def test_an_unreachable_serving_container_is_a_json_502_for_the_card():
+    server, url = start_adapter("http://127.0.0.1:9")  # the discard port: nothing listens
     try:
         response = httpx.get(f"{url}/model", timeout=10)
     finally:
@@ -153,7 +150,7 @@ def test_the_precision_comes_through_invoke_endpoint_from_the_custom_attributes(
         f"{moto.url}/moto-api/static/sagemaker/endpoint-results",
         json={"account_id": "123456789012", "region": REGION, "results": results},
     ).raise_for_status()
-    precisions = []
+    proxy, precisions = moto.proxy(), []
     for n in range(len(results)):  # moto answers the same body with the same result: a new body each time
         event = {
             "version": "2.0",
@@ -161,7 +158,7 @@ def test_the_precision_comes_through_invoke_endpoint_from_the_custom_attributes(
             "headers": {"content-type": "image/jpeg"},
             "body": f"stand-in bytes {n}",
         }
-        reply = proxy.handler(event, context)
+        reply = proxy.handle(event, context)
         assert reply["statusCode"] == 200, reply["body"]
         assert reply["headers"]["X-Request-Id"] == context.aws_request_id
         precisions.append(reply["headers"].get("X-Kennel-Precision"))

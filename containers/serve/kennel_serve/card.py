@@ -1,9 +1,10 @@
 """GET /model and GET /model/report: the model's manifest and its training report, for the page that the
-local proxy serves (lambda/page/).
+local proxy serves (kennel_proxy/page/).
 
 Neither route is part of SageMaker's hosting contract, and neither can be reached on AWS: InvokeEndpoint
 only ever sends POST /invocations to the container (and SageMaker itself only GET /ping), so nothing here
-leaks through an endpoint. Locally the proxy's adapter (lambda/local_adapter.py) forwards these two paths.
+leaks through an endpoint. Locally the proxy's adapter (kennel_proxy/local_adapter.py) forwards these two
+paths.
 """
 
 import json

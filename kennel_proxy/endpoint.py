@@ -8,9 +8,10 @@ from typing import Any, Protocol
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from errors import ProxyError, endpoint_error
-from local_runtime import LocalRuntime
-from settings import Settings
+
+from .errors import ProxyError, endpoint_error
+from .local_runtime import LocalRuntime
+from .settings import Settings
 
 ACCEPT = "application/json"
 

@@ -1,8 +1,8 @@
 """The Lambda proxy's settings: every environment variable it reads, with its default and what it means.
 
-The one table of them: settings.py reads its defaults here, and deploy/function.py loads this file by path
-(`lambda` is a Python keyword, so the folder is not an importable package) to size the function's timeouts
-around them. Defaults are written as the variable's text, and parsed as a value set in the environment is.
+The one table of them: settings.py reads its defaults here, and deploy/function.py imports it to size the
+function's timeouts around them. Defaults are written as the variable's text, and parsed as a value set in
+the environment is.
 """
 
 # name: (default, meaning); an empty default means unset.

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from errors import ProxyError
+from .errors import ProxyError
 
 
 @dataclass(frozen=True)

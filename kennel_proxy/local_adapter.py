@@ -1,15 +1,15 @@
 """Serves the Lambda handler over plain HTTP, the way a function URL would, for the local stack.
 
     export SAGEMAKER_ENDPOINT_NAME=local KENNEL_LOCAL_ENDPOINT_URL=http://127.0.0.1:8080
-    python lambda/local_adapter.py
+    python -m kennel_proxy.local_adapter
     curl -X POST --data-binary @dog.jpg -H 'Content-Type: image/jpeg' 'http://127.0.0.1:9000/?top_k=3'
 
 In docker compose it runs as the `proxy` service (lambda/Dockerfile) with KENNEL_LOCAL_ENDPOINT_URL pointing
 at the `serve` container. Each request becomes a payload 2.0 function-URL event (bodies base64-encoded
-unless they are text, as function URLs do) and goes to `proxy.handler`, so local requests take the same
-code path as deployed ones. GET /ping answers 200 from the adapter itself, for healthchecks; GET / is the
-page to try the model (lambda/page/), whose GET /model and /model/report go to the serving container. Not
-part of the Lambda zip.
+unless they are text, as function URLs do) and goes to `Proxy.handle`, as `kennel_proxy.proxy.handler`'s
+do, so local requests take the same code path as deployed ones. GET /ping answers 200 from the adapter
+itself, for healthchecks; GET / is the page to try the model (page/), whose GET /model and /model/report
+go to the serving container. Not part of the Lambda zip.
 
 Settings: KENNEL_PROXY_HOST (127.0.0.1; the image sets 0.0.0.0, and docker-compose.yml publishes the
 port on 127.0.0.1 unless KENNEL_BIND_ADDRESS says otherwise), KENNEL_PROXY_PORT (9000), and the handler's
@@ -30,12 +30,12 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import page
-import proxy
+from . import page
+from .proxy import Proxy, default_proxy
 
 # A function URL refuses request payloads over Lambda's 6 MB invocation limit before the function runs.
 MAX_REQUEST_BYTES = 6 * 1024 * 1024
@@ -108,16 +108,16 @@ def function_url_event(
     return event
 
 
-class AdapterHandler(BaseHTTPRequestHandler):
+class AdapterHandler(page.AnswerHandler):
+    server: "AdapterServer"
     server_version = "kennel-proxy"
-    protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
         if path == "/ping":
             self._send(200, {"Content-Type": "application/json"}, b'{"status": "ok"}')
-        elif path in page.ROUTES:  # the page to try the model, and its model card (lambda/page/)
-            self._send(*page.get(path, proxy.SETTINGS.local_endpoint_url))
+        elif path in page.ROUTES:  # the page to try the model, and its model card (page/)
+            self._send(*page.get(path, self.server.proxy.settings.local_endpoint_url))
         else:
             self._invoke()
 
@@ -158,7 +158,8 @@ class AdapterHandler(BaseHTTPRequestHandler):
         event = function_url_event(
             self.command, self.path, dict(self.headers.items()), body, self.client_address[0]
         )
-        response = proxy.handler(event, LocalContext(aws_request_id=event["requestContext"]["requestId"]))
+        context = LocalContext(aws_request_id=event["requestContext"]["requestId"])
+        response = self.server.proxy.handle(event, context)
         payload = response.get("body") or ""
         data = base64.b64decode(payload) if response.get("isBase64Encoded") else payload.encode("utf-8")
         self._send(response["statusCode"], response.get("headers") or {}, data)
@@ -190,26 +191,20 @@ class AdapterHandler(BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):  # a client that has gone away
             self._send(status, {"Content-Type": "application/json"}, body)
 
-    def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
     def log_message(self, format: str, *args: Any) -> None:
         """The handler logs one JSON line per request; the access log would repeat it."""
 
 
 class AdapterServer(ThreadingHTTPServer):
-    """A thread per connection, at most `max_connections` of them at once."""
+    """A thread per connection, at most `max_connections` of them at once, each request answered by
+    `proxy`."""
 
     daemon_threads = True
     BUSY = b'{"error": "the proxy is serving as many connections as it can; retry", "type": "proxy_busy"}'
 
-    def __init__(self, address: tuple[str, int], client_timeout_s: float, max_connections: int):
+    def __init__(self, address: tuple[str, int], proxy: Proxy, client_timeout_s: float, max_connections: int):
         super().__init__(address, AdapterHandler)
+        self.proxy = proxy
         self.client_timeout_s = client_timeout_s
         self._slots = threading.BoundedSemaphore(max_connections)
 
@@ -241,19 +236,24 @@ class AdapterServer(ThreadingHTTPServer):
 
 
 def make_server(
-    host: str, port: int, client_timeout_s: float = CLIENT_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS
+    host: str,
+    port: int,
+    proxy: Proxy,
+    client_timeout_s: float = CLIENT_TIMEOUT_S,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> AdapterServer:
-    return AdapterServer((host, port), client_timeout_s, max_connections)
+    return AdapterServer((host, port), proxy, client_timeout_s, max_connections)
 
 
 def main() -> None:
     host = os.environ.get("KENNEL_PROXY_HOST", "127.0.0.1")
     port = int(os.environ.get("KENNEL_PROXY_PORT", "9000"))
-    server = make_server(host, port)
+    proxy = default_proxy()  # a missing or malformed setting stops the adapter here, naming it
+    server = make_server(host, port, proxy)
     # As PID 1 in a container, SIGTERM does nothing unless handled; end serve_forever on it.
     signal.signal(signal.SIGTERM, _exit)
     print(
-        json.dumps({"listening": f"http://{host}:{port}", "endpoint": proxy.SETTINGS.endpoint_name}),
+        json.dumps({"listening": f"http://{host}:{port}", "endpoint": proxy.settings.endpoint_name}),
         flush=True,
     )
     try:

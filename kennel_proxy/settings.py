@@ -5,8 +5,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from defaults import VARIABLES
-from safe_fetch import FetchPolicy
+from .defaults import VARIABLES
+from .safe_fetch import FetchPolicy
 
 
 @dataclass(frozen=True)

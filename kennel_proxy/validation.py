@@ -5,12 +5,12 @@ import base64
 import binascii
 from typing import Any
 
-from errors import ProxyError
-from events import ProxyRequest
-from safe_fetch import FetchError, UrlFetcher
-
 from kennel_common.strict_json import JsonLimits, JsonRefused
 from kennel_common.strict_json import loads as strict_json_loads
+
+from .errors import ProxyError
+from .events import ProxyRequest
+from .safe_fetch import FetchError, UrlFetcher
 
 IMAGE_TYPES_WITHOUT_PREFIX = frozenset({"application/x-image"})
 JSON_FIELDS = frozenset({"image", "url", "top_k"})

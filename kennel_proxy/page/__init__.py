@@ -2,9 +2,9 @@
 script inline, no font, image or script from anywhere else), so it works on an air-gapped laptop.
 
 local_adapter.py serves it at GET / of the local proxy, and forwards GET /model and GET /model/report (the
-manifest and the training report) to the serving container; `python -m deploy demo` serves the same file
-(deploy/demo.py loads this module by path). Not part of the Lambda zip: deploy/function.py zips only the
-top-level modules of lambda/.
+manifest and the training report) to the serving container; `python -m deploy demo` serves the same file.
+Both write their answers with `AnswerHandler`. Not part of the Lambda zip: deploy/function.py zips only the
+top-level modules of kennel_proxy/.
 
 The Content-Security-Policy says what the page may do: run exactly its own inline <script> and <style>,
 allowed by their sha256 hashes (computed here from the file as served, so an edit can never leave a stale
@@ -17,6 +17,7 @@ import http.client
 import json
 import re
 from functools import cache
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -93,3 +94,17 @@ def forward(endpoint_url: str | None, path: str, timeout_s: float = 5.0) -> Answ
 def get(path: str, endpoint_url: str | None) -> Answer:
     """The answer to GET `path`, one of ROUTES."""
     return page() if path == "/" else forward(endpoint_url, path)
+
+
+class AnswerHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 requests, each answered with one `Answer`: the local adapter's and `deploy demo`'s."""
+
+    protocol_version = "HTTP/1.1"
+
+    def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
