@@ -143,3 +143,10 @@ def default_proxy() -> Proxy:
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """The Lambda entry point (kennel_proxy.proxy.handler): `Proxy.handle` with the default proxy."""
     return default_proxy().handle(event, context)
+
+
+# Provisioned concurrency runs the init phase before any request arrives: build the proxy there, so its
+# first request does not pay for the client. Elsewhere (on demand, tests, the local adapter) importing
+# builds nothing, and the first invocation builds it.
+if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "provisioned-concurrency":
+    default_proxy()

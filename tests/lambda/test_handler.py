@@ -2,7 +2,11 @@
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from botocore.stub import Stubber
@@ -11,6 +15,8 @@ from kennel_proxy.endpoint import runtime_client
 from kennel_proxy.proxy import Proxy, default_proxy, handler
 
 from .conftest import ENDPOINT, REGION, settings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # moto's server decodes every request body as UTF-8 (moto/core/responses.py, setup_class), so the bytes
 # sent to it must decode; real image bytes travel in the Stubber and local-adapter tests.
@@ -302,3 +308,19 @@ def test_the_lambda_entry_reads_the_environment_once_on_its_first_invocation(eve
 
     assert [first["statusCode"], warm["statusCode"]] == [413, 413]
     assert built.settings.max_image_bytes == 1000
+
+
+@pytest.mark.parametrize("init_type, built", [("provisioned-concurrency", 1), ("on-demand", 0)])
+def test_provisioned_concurrency_builds_the_proxy_in_the_init_phase(init_type, built):
+    """An environment that provisioned concurrency initialises ahead of traffic builds its client while
+    importing the handler; an on-demand one leaves it to the first invocation."""
+    env = {
+        **os.environ,
+        "AWS_LAMBDA_INITIALIZATION_TYPE": init_type,
+        "SAGEMAKER_ENDPOINT_NAME": ENDPOINT,
+        "AWS_DEFAULT_REGION": REGION,
+    }
+    probe = "from kennel_proxy import proxy; print(proxy.default_proxy.cache_info().currsize)"
+    done = subprocess.run([sys.executable, "-c", probe], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(built)
