@@ -25,14 +25,14 @@ test: build lint
 # Not part of `make test`: it takes about 20 minutes and wants a quiet machine.
 bench: build
 	$(PY) -m pip install -q -r bench/requirements.txt
-	PYTHONPATH=containers/serve:containers/train $(PY) -m bench.serve --out bench/results/serving.json
-	PYTHONPATH=containers/serve:containers/train $(PY) -m bench.train_throughput --out bench/results/training.json
+	$(PY) -m bench.serve --out bench/results/serving.json
+	$(PY) -m bench.train_throughput --out bench/results/training.json
 	$(PY) -m bench.report
 
 # Not part of `make test`: about 25 minutes (10 on the serving container, 10 through the proxy).
 soak: build
 	$(PY) -m pip install -q -r bench/requirements.txt
-	PYTHONPATH=containers/serve:containers/train $(PY) -m bench.soak --out bench/results/soak.json
+	$(PY) -m bench.soak --out bench/results/soak.json
 	$(PY) -m bench.report
 
 # scripts/setup.sh is idempotent and fast when everything is in place; each target that needs the

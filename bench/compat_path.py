@@ -7,7 +7,6 @@ machine disturbs least), and its memory after; writes raw results as JSON and pr
 containers/serve/README.md quotes.
 
     KENNEL_TAG=dev .venv/bin/python -m images build serve serve-compat
-    export PYTHONPATH=containers/serve:containers/train   # from the repository root
     KENNEL_TAG=dev .venv/bin/python -m bench.compat_path --out bench/results/compat_path.json
 
 The weights are the seed's network with random weights (seed 0): right for speed and size, meaningless for

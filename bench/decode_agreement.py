@@ -1,7 +1,6 @@
 """Decode agreement: predictions after reduced-scale JPEG decoding (the serving image's path) against the
 training image's own evaluation transform on the full decode, on photo stand-ins at phone sizes.
 
-    export PYTHONPATH=containers/serve:containers/train                     # from the repository root
     .venv/bin/python -m bench.decode_agreement --out bench/results/decode.json   # bench.report reads it
     .venv/bin/python -m bench.decode_agreement --photos 40 --out /tmp/decode.json  # a quick look
 

@@ -2,7 +2,6 @@
 data), and the throughput of the serving image's GPU variant; writes JSON that bench.report folds into
 docs/benchmarks.md. On a machine without an NVIDIA GPU it says so and exits 0.
 
-    export PYTHONPATH=containers/serve:containers/train   # from the repository root
     .venv/bin/python -m bench.gpu --out bench/results/gpu.json && .venv/bin/python -m bench.report
 
 Needs what bench/serve.py needs (Docker, ab, bench/requirements.txt in .venv) plus the NVIDIA driver and

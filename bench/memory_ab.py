@@ -1,7 +1,6 @@
 """Serving memory and throughput, two builds of the serving image side by side: Kennel fp32 at concurrency 16
 (the 500x375 JPEG), alternating A B A B ..., each container started afresh; writes JSON.
 
-    export PYTHONPATH=containers/serve:containers/train   # from the repository root
     .venv/bin/python -m bench.memory_ab --before kennel-serve:before --after kennel-serve:local
     # writes bench/results/memory_ab.json
 

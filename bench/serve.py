@@ -2,7 +2,6 @@
 Runtime ceilings, side by side on this machine, in one run; writes raw results as JSON.
 
     make bench                                                                  # everything, then the report
-    export PYTHONPATH=containers/serve:containers/train                          # from the repository root
     .venv/bin/python -m bench.serve --out bench/results/serving.json            # what make bench runs
     .venv/bin/python -m bench.serve --seconds 3 --reps 1 --out /tmp/serving.json   # a quick look
 

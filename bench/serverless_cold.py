@@ -1,7 +1,6 @@
 """Cold start under serverless memory sizes: the serving image's first prediction after `docker run
 --memory=N` for each memory size SageMaker serverless offers, fp32 and INT8; writes JSON.
 
-    export PYTHONPATH=containers/serve:containers/train   # from the repository root
     KENNEL_TAG=local .venv/bin/python -m bench.serverless_cold --out bench/results/serverless-cold.json
 
 The model is bench/standins.py's (ResNet-50, 133 classes, random weights, seed 0, with its INT8 model). Each

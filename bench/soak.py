@@ -2,7 +2,6 @@
 10 minutes each, with good images, bad images and hostile JSON bodies; writes raw results as JSON.
 
     make soak                                                            # build, run (~25 min), write the doc
-    export PYTHONPATH=containers/serve:containers/train                   # from the repository root
     .venv/bin/python -m bench.soak --out bench/results/soak.json         # what make soak runs
     .venv/bin/python -m bench.soak --minutes 1 --window-s 10 --out /tmp/soak.json   # a quick look
 

@@ -1,7 +1,6 @@
 """Training throughput: Kennel's train_one_epoch against a bare PyTorch loop, same model, data and batch;
 and the trainer with its telemetry and rules on (the defaults) against telemetry off.
 
-    export PYTHONPATH=containers/serve:containers/train              # from the repository root
     .venv/bin/python -m bench.train_throughput                      # CPU: ResNet-18, 64 px, synthetic data
     .venv/bin/python -m bench.train_throughput --backbone resnet50 --size 224 --images 512   # on a GPU box
     .venv/bin/python -m bench.train_throughput --out bench/results/training.json   # what make bench runs

@@ -196,8 +196,16 @@ ensure_venv() {
     say "$label: ready"
 }
 
-# requirements-dev.txt includes the images' locks (-r containers/*/requirements.txt).
-step_venv() { ensure_venv "host venv" "$VENV" "$ROOT/requirements-dev.txt" "$ROOT"/containers/*/requirements.txt; }
+# requirements-dev.txt includes the images' locks (-r containers/*/requirements.txt). The venv also sees
+# the repository's own packages, as a develop install would: the root's (deploy, bench, images,
+# kennel_common, kennel_proxy) and the images' (kennel_serve, kennel_train), so `python -m bench.serve` or
+# `python -m deploy` needs no PYTHONPATH.
+step_venv() {
+    ensure_venv "host venv" "$VENV" "$ROOT/requirements-dev.txt" "$ROOT"/containers/*/requirements.txt
+    local site
+    site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    printf '%s\n' "$ROOT" "$ROOT/containers/serve" "$ROOT/containers/train" >"$site/kennel.pth"
+}
 
 # The SDK's 2.x releases cap protobuf, packaging and attrs below the images' locks, so it gets its own
 # environment; tests/sdk/ runs it there, with scripts/docker-compose first on PATH.

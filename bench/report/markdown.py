@@ -18,7 +18,6 @@ from bench.report.load import (
 
 COMMANDS = """make bench
 # which runs, after `make build` and `pip install -r bench/requirements.txt` into .venv:
-export PYTHONPATH=containers/serve:containers/train   # from the repository root: the images' packages
 .venv/bin/python -m bench.serve --out bench/results/serving.json
 .venv/bin/python -m bench.train_throughput --out bench/results/training.json
 .venv/bin/python -m bench.report
@@ -428,8 +427,6 @@ def soak_lines(soak: dict) -> list[str]:
         "```",
         "make soak",
         "# which runs, after `make build` and `pip install -r bench/requirements.txt` into .venv:",
-        "export PYTHONPATH=containers/serve:containers/train   # from the repository root: the images' "
-        "packages",
         ".venv/bin/python -m bench.soak --out bench/results/soak.json",
         ".venv/bin/python -m bench.report",
         "```",
