@@ -29,11 +29,14 @@ sys.path.append(str(ROOT))  # kennel_common, which the serving package imports
 
 import photos  # noqa: E402
 from kennel_serve.codecs import open_image  # noqa: E402
-from kennel_serve.model import DECODE_MARGIN, Preprocessing  # noqa: E402
+from kennel_serve.model import Preprocessing  # noqa: E402
 from kennel_train.config import TrainConfig  # noqa: E402
-from kennel_train.data import MEAN, STD, eval_transform  # noqa: E402
+from kennel_train.data import eval_transform  # noqa: E402
 from kennel_train.model import build_model  # noqa: E402
+from kennel_train.preprocessing import for_config  # noqa: E402
 from PIL import Image  # noqa: E402
+
+from kennel_common.model_format import DECODE_MARGIN  # noqa: E402
 
 CLASSES = 4
 # Phone photos of about 2, 3, 5.6 and 12 MP, landscape and portrait, and a downscaled upload (0.8 MP).
@@ -46,8 +49,7 @@ NO_LIMIT = 2**40
 
 def preprocessing() -> Preprocessing:
     """The manifest preprocessing the training image writes for its defaults (resize 256, crop 224)."""
-    config = TrainConfig(data=".")
-    return Preprocessing(config.eval_resize, config.image_size, "bilinear", tuple(MEAN), tuple(STD))
+    return Preprocessing.from_manifest(for_config(TrainConfig(data=".")).to_manifest())
 
 
 def reference_transform():
