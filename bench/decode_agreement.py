@@ -21,14 +21,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from kennel_serve.codecs import open_image
-from kennel_serve.model import DECODE_MARGIN, Preprocessing
+from kennel_serve.model import Preprocessing
 from kennel_train.config import TrainConfig
-from kennel_train.data import MEAN, STD, eval_transform
+from kennel_train.data import eval_transform
 from kennel_train.model import build_model
+from kennel_train.preprocessing import for_config
 from PIL import Image
 from torch import nn
 
 from bench import photos
+from kennel_common.model_format import DECODE_MARGIN
 
 CLASSES = 4
 # Phone photos of about 2, 3, 5.6 and 12 MP, landscape and portrait, and a downscaled upload (0.8 MP).
@@ -41,8 +43,7 @@ NO_LIMIT = 2**40
 
 def preprocessing() -> Preprocessing:
     """The manifest preprocessing the training image writes for its defaults (resize 256, crop 224)."""
-    config = TrainConfig(data=".")
-    return Preprocessing(config.eval_resize, config.image_size, "bilinear", tuple(MEAN), tuple(STD))
+    return Preprocessing.from_manifest(for_config(TrainConfig(data=".")).to_manifest())
 
 
 def reference_transform():

@@ -12,10 +12,12 @@ import httpx
 import numpy as np
 import torch
 import torchvision
-from kennel_train.export import build_manifest, write_model_dir
+from kennel_train.export import write_model_dir
 from kennel_train.preprocessing import Preprocessing
 from kennel_train.synthetic import draw_image
 from PIL import Image
+
+from kennel_common.model_format import build_manifest
 
 # ResNet-50 with the dog-breed set's 133 classes, preprocessed as the training image evaluates.
 CLASSES = 133

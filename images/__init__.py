@@ -23,9 +23,9 @@ DOCKERFILES = {
     "serve": ROOT / "containers" / "serve" / "Dockerfile",
     "proxy": ROOT / "lambda" / "Dockerfile",
 }
-# Serving and the proxy install kennel_common/ beside their own folder, so they build from the root (whose
-# .dockerignore sends only what they copy); training needs nothing outside its folder.
-CONTEXTS = {"train": DOCKERFILES["train"].parent, "serve": ROOT, "proxy": ROOT}
+# Each image installs kennel_common/ beside its own folder, so all build from the root (whose .dockerignore
+# sends only what they copy).
+CONTEXTS = dict.fromkeys(DOCKERFILES, ROOT)
 UPSTREAM_BASE = "python:3.11-slim-bookworm"
 
 

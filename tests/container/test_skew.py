@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import onnx
 import pytest
-from kennel_train import data, export
+from kennel_train import data
 from kennel_train.config import TrainConfig
 from kennel_train.dist import DistContext
 from kennel_train.preprocessing import for_config
@@ -27,6 +27,7 @@ from onnx import TensorProto, helper
 from PIL import Image
 
 from bench import photos
+from kennel_common import model_format
 from tests.conftest import published_port, wait_for_http
 
 pytestmark = pytest.mark.container
@@ -80,7 +81,7 @@ def identity_model_dir(folder: Path, config: TrainConfig) -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
     onnx.checker.check_model(model)
     onnx.save(model, folder / "model.onnx")
-    manifest = export.build_manifest(
+    manifest = model_format.build_manifest(
         labels=[f"x{i}" for i in range(size)],
         preprocessing=for_config(config).to_manifest(),
         architecture={"backbone": "identity", "head": "none", "num_classes": size},

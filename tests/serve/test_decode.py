@@ -10,10 +10,10 @@ from functools import partial
 import numpy as np
 import pytest
 from kennel_serve.codecs import InferenceError, open_image
-from kennel_serve.model import DECODE_MARGIN, ImageClassifier, ModelLoadError, ModelManifest, Preprocessing
-from kennel_train.preprocessing import Preprocessing as TrainPreprocessing
+from kennel_serve.model import ImageClassifier, ModelLoadError, ModelManifest, Preprocessing
 
 from bench import decode_agreement, photos
+from kennel_common.model_format import DECODE_MARGIN
 from tests.serve.conftest import TINY_LABELS, TINY_PREPROCESSING, encode, serving, write_model_dir
 
 PRE = Preprocessing(256, 224, "bilinear", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -107,13 +107,3 @@ def test_a_manifest_decode_margin_that_is_not_a_positive_number_is_refused_at_lo
     model_dir = write_model_dir(tmp_path, tiny_model, TINY_LABELS, preprocessing, 32)
     with pytest.raises(ModelLoadError, match="jpeg_decode_margin"):
         ModelManifest.read(model_dir)
-
-
-def test_a_manifest_without_a_margin_reads_the_same_in_training_and_serving(tmp_path, tiny_model):
-    # Old model directories say nothing; training's tools (quantize, convert-seed) and the server must then
-    # decode them alike.
-    old = {key: value for key, value in TINY_PREPROCESSING.items() if key != "jpeg_decode_margin"}
-    served = ModelManifest.read(write_model_dir(tmp_path, tiny_model, TINY_LABELS, old, 32)).preprocessing
-    trained = TrainPreprocessing.from_manifest(old)
-    assert served.jpeg_decode_margin == trained.jpeg_decode_margin == DECODE_MARGIN
-    assert served.least_decode_size(4032, 3024) == trained.least_decode_size(4032, 3024) == (107, 80)

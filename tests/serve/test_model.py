@@ -3,6 +3,7 @@ docs/model-format.md says, and served probabilities equal PyTorch's within 1e-4.
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,18 @@ from kennel_serve.model import ImageClassifier, ModelLoadError, ModelManifest, P
 from kennel_train.preprocessing import Preprocessing as TrainPreprocessing
 from PIL import Image
 
-from tests.serve.conftest import PARITY_PREPROCESSING, serving, torch_probabilities, write_model_dir
+from tests.serve.conftest import (
+    PARITY_PREPROCESSING,
+    TINY_LABELS,
+    TINY_PREPROCESSING,
+    as_decoded,
+    serving,
+    torch_probabilities,
+    write_model_dir,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "docs" / "sample.jpg"  # a real photo; docs/sample.LICENSE.md says where it comes from
 
 
 @pytest.mark.parametrize(
@@ -51,6 +63,22 @@ def test_served_probabilities_equal_pytorch(parity_model_dir, parity_model, imag
             served = np.array([p["probability"] for p in sorted(predictions, key=lambda p: p["index"])])
             expected = torch_probabilities(parity_model, PARITY_PREPROCESSING, data)
             np.testing.assert_allclose(served, expected, atol=1e-4, err_msg=name)
+
+
+def test_the_docs_sample_photo_gets_a_prediction(tiny_model_dir, tiny_model):
+    for doc in ("containers/serve/README.md", "docs/model-format.md"):
+        assert "--data-binary @docs/sample.jpg" in (ROOT / doc).read_text(), doc
+    data = SAMPLE.read_bytes()
+    with serving(tiny_model_dir) as client:
+        headers = {"Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": "top_k=3"}
+        response = client.post("/invocations", content=data, headers=headers)
+    assert response.status_code == 200, response.text
+    (predictions,) = response.json()["predictions"]
+    assert sorted(p["label"] for p in predictions) == sorted(TINY_LABELS)
+    served = np.array([p["probability"] for p in sorted(predictions, key=lambda p: p["index"])])
+    # 512x600 against the tiny model's resize of 40: decoded at reduced scale, as torch gets it here.
+    expected = torch_probabilities(tiny_model, TINY_PREPROCESSING, as_decoded(tiny_model_dir, data))
+    np.testing.assert_allclose(served, expected, atol=1e-5)
 
 
 def test_a_probabilities_model_is_not_softmaxed_again(tmp_path, images):

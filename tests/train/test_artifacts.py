@@ -14,6 +14,8 @@ from kennel_train.convert_seed import ConversionError, convert
 from kennel_train.model import build_model
 from torch import nn
 
+from kennel_common import model_format
+
 MANIFEST_KEYS = {
     "format", "format_version", "models", "input", "output", "default_response", "labels",
     "preprocessing", "architecture", "metrics", "provenance",
@@ -118,7 +120,7 @@ def test_metric_definitions_parse_the_log_lines():
 
 def test_model_dir_export_follows_the_format(tmp_path):
     net = build_model("resnet18", 4)
-    manifest = export.build_manifest(
+    manifest = model_format.build_manifest(
         ["a", "b", "c", "d"],
         {"resize": 36, "crop": 32, "interpolation": "bilinear", "mean": [0.5] * 3, "std": [0.2] * 3},
         {"backbone": "resnet18", "head": "linear", "num_classes": 4},
@@ -133,7 +135,7 @@ def test_model_dir_export_follows_the_format(tmp_path):
     written = assert_model_dir(tmp_path, 4)
     assert written["default_response"] == "top_k"
     with pytest.raises(ValueError, match="default_response 'logits' is not one of"):
-        export.build_manifest(["a"], {}, {}, {}, {}, default_response="logits")
+        model_format.build_manifest(["a"], {}, {}, {}, {}, default_response="logits")
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", written["provenance"]["created_at"])
 
 

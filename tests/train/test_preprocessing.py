@@ -4,10 +4,11 @@ import json
 
 import pytest
 from kennel_train.config import TrainConfig
-from kennel_train.preprocessing import JPEG_DECODE_MARGIN, Preprocessing, for_config
+from kennel_train.preprocessing import Preprocessing, for_config
 from PIL import Image
 
 from bench import photos
+from kennel_common.model_format import DECODE_MARGIN
 
 
 def test_the_manifest_block_says_the_evaluation_and_reads_back_to_it():
@@ -24,11 +25,11 @@ def test_the_manifest_block_says_the_evaluation_and_reads_back_to_it():
     assert Preprocessing.from_manifest(json.loads(json.dumps(block))) == preprocessing
     # A manifest written before the decode was recorded reads as the serving image decodes it.
     older = {key: value for key, value in block.items() if key != "jpeg_decode_margin"}
-    assert Preprocessing.from_manifest(older).jpeg_decode_margin == JPEG_DECODE_MARGIN == 2.0
+    assert Preprocessing.from_manifest(older).jpeg_decode_margin == DECODE_MARGIN == 2.0
     assert Preprocessing.from_manifest({**block, "jpeg_decode_margin": None}).jpeg_decode_margin is None
     seed = {"resize": [224, 224], "crop": None, "interpolation": "bilinear", "mean": [0] * 3, "std": [1] * 3}
     assert Preprocessing.from_manifest(seed).resize == (224, 224)
-    with pytest.raises(ValueError, match="interpolation 'nearest' is not one of bilinear, bicubic"):
+    with pytest.raises(ValueError, match=r"interpolation 'nearest' is not one of \['bicubic', 'bilinear'\]"):
         Preprocessing.from_manifest({**block, "interpolation": "nearest"})
 
 

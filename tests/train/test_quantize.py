@@ -13,12 +13,13 @@ import torch
 from kennel_train import export, quantize
 from kennel_train.config import ConfigError, resolve
 from kennel_train.convert_seed import int8_inputs
-from kennel_train.preprocessing import MEAN, STD, Preprocessing
+from kennel_train.preprocessing import Preprocessing
 from kennel_train.synthetic import write_dataset
 from PIL import Image
 from torch import nn
 from torchvision import datasets
 
+from kennel_common.model_format import MEAN, STD, build_manifest
 from tests.train.test_artifacts import assert_model_dir
 
 CLASSES = 4
@@ -77,7 +78,7 @@ def trained_dir(data, tmp_path_factory) -> Path:
     with torch.no_grad():
         accuracy = (net(valid_images).argmax(1) == valid_labels).float().mean().item()
     assert accuracy >= 0.9, "the CNN must have learned the classes for the guard to mean something"
-    manifest = export.build_manifest(
+    manifest = build_manifest(
         sorted(p.name for p in (data / "train").iterdir()),
         PREPROCESSING,
         {"backbone": "small_cnn", "head": "linear", "num_classes": CLASSES},

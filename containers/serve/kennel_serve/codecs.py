@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from kennel_common import strict_json
-from kennel_serve.model import RESPONSE_SHAPES
+from kennel_common.model_format import RESPONSE_SHAPES
 
 JSON = "application/json"
 JSONLINES = "application/jsonlines"

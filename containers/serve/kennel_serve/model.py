@@ -1,5 +1,6 @@
-"""The model directory (docs/model-format.md) and the classifier it describes. No web imports: this module
-turns pixels into the network's scores and probabilities and is tested on its own.
+"""The classifier a model directory describes (docs/model-format.md; its manifest is read by
+kennel_common.model_format). No web imports: this module turns pixels into the network's scores and
+probabilities and is tested on its own.
 
 Preprocessing reproduces torchvision's eval transform on a PIL image, step by step and in the same order,
 because parity with the PyTorch model (1e-4 on probabilities) depends on every rounding choice:
@@ -8,32 +9,19 @@ because parity with the PyTorch model (1e-4 on probabilities) depends on every r
 
 import contextlib
 import ctypes
-import json
 import logging
-import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from kennel_common import model_format
+
 log = logging.getLogger(__name__)
-FORMAT = "kennel-model"
-FORMAT_VERSION = 2  # 2 added `default_response`; version 1 manifests read as `top_k`
-INTERPOLATIONS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
-# What /invocations answers: the most likely labels with probabilities, or the network's output row as is.
-RESPONSE_SHAPES = ("top_k", "scores")
-# A reduced-scale JPEG decode keeps at least this many times the resize target on the side(s) the resize
-# fixes, so the resize still averages several decoded pixels into each output pixel. Chosen by measurement
-# (docs/benchmarks.md, "JPEG decoding at reduced scale"): 2x keeps top-1 and probabilities closest to the
-# full decode of the margins measured, and costs little more time than 1x. The manifest's
-# `preprocessing.jpeg_decode_margin` says it per model (training evaluated on it); this is the value for
-# manifests written before it was recorded.
-DECODE_MARGIN = 2.0
-
-
+# PIL's filters for the manifest's `interpolation` names.
+RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 CUDA = "CUDAExecutionProvider"
 
 
@@ -57,14 +45,8 @@ class ModelLoadError(RuntimeError):
     """The model directory cannot be served; the message says what is wrong and where."""
 
 
-@dataclass(frozen=True)
-class Preprocessing:
-    resize: int | tuple[int, int]
-    crop: int | None
-    interpolation: str
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    jpeg_decode_margin: float | None = DECODE_MARGIN  # None: JPEGs decode at full size
+class Preprocessing(model_format.Preprocessing):
+    """The manifest's preprocessing description (kennel_common.model_format), run with numpy."""
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         """One decoded image to a float32 CHW array, exactly as torchvision's eval transform would."""
@@ -78,28 +60,13 @@ class Preprocessing:
         else:
             size = (self.resize[1], self.resize[0])
         if size != image.size:
-            image = image.resize(size, INTERPOLATIONS[self.interpolation])
+            image = image.resize(size, RESAMPLING[self.interpolation])
         if self.crop is not None:
             image = _center_crop(image, self.crop)
         pixels = np.asarray(image, dtype=np.float32) / np.float32(255)
         mean = np.asarray(self.mean, dtype=np.float32)
         std = np.asarray(self.std, dtype=np.float32)
         return ((pixels - mean) / std).transpose(2, 0, 1)
-
-    def least_decode_size(self, width: int, height: int, margin: float | None = None) -> tuple[int, int]:
-        """The smallest (width, height), same aspect, that a `width` x `height` image may be decoded at:
-        `margin` (the manifest's `jpeg_decode_margin` unless given) times what the resize keeps, never more
-        than the image itself."""
-        margin = self.jpeg_decode_margin if margin is None else margin
-        if margin is None:
-            return width, height
-        if isinstance(self.resize, int):
-            factor = margin * self.resize / min(width, height)
-        else:
-            factor = margin * max(self.resize[0] / height, self.resize[1] / width)
-        if factor >= 1:
-            return width, height
-        return math.ceil(width * factor), math.ceil(height * factor)
 
 
 def _center_crop(image: Image.Image, crop: int) -> Image.Image:
@@ -114,15 +81,10 @@ def _center_crop(image: Image.Image, crop: int) -> Image.Image:
     return image.crop((left, top, left + crop, top + crop))
 
 
-@dataclass(frozen=True)
-class ModelManifest:
-    models: dict[str, str]  # precision -> file in the model directory
-    input_name: str
-    output_kind: str
-    labels: tuple[str, ...]
-    preprocessing: Preprocessing
-    quantization: dict | None  # how the int8 model was made and the accuracy guard's figures
-    default_response: str = "top_k"  # one of RESPONSE_SHAPES, when the request does not choose
+class ModelManifest(model_format.ModelManifest):
+    """The manifest (kennel_common.model_format), with serving's preprocessing and its choice of model."""
+
+    PREPROCESSING = Preprocessing
 
     def choose(self, precision: str) -> str:
         """The precision to serve: `auto` takes int8 when the manifest has it, else fp32."""
@@ -137,63 +99,10 @@ class ModelManifest:
 
     @classmethod
     def read(cls, model_dir: Path) -> "ModelManifest":
-        path = model_dir / "manifest.json"
         try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ModelLoadError(f"no manifest.json in the model directory {model_dir}") from None
-        except (OSError, ValueError) as err:
-            raise ModelLoadError(f"cannot read {path}: {err}") from None
-        try:
-            if data.get("format") != FORMAT:
-                raise ModelLoadError(f"{path} is not a {FORMAT} manifest (format={data.get('format')!r})")
-            if data["format_version"] > FORMAT_VERSION:
-                raise ModelLoadError(
-                    f"{path} has format_version {data['format_version']}; "
-                    f"this server reads up to {FORMAT_VERSION}"
-                )
-            pre = data["preprocessing"]
-            resize = pre["resize"]
-            models = {str(key): str(value) for key, value in data["models"].items()}
-            if "fp32" not in models:
-                raise KeyError("models.fp32")
-            return cls(
-                models=models,
-                input_name=data["input"]["name"],
-                output_kind=data["output"]["kind"],
-                labels=tuple(data["labels"]),
-                preprocessing=Preprocessing(
-                    resize=int(resize) if isinstance(resize, int) else (int(resize[0]), int(resize[1])),
-                    crop=None if pre.get("crop") is None else int(pre["crop"]),
-                    interpolation=_choice(
-                        pre.get("interpolation", "bilinear"), INTERPOLATIONS, "interpolation"
-                    ),
-                    mean=tuple(float(v) for v in pre["mean"]),
-                    std=tuple(float(v) for v in pre["std"]),
-                    jpeg_decode_margin=_margin(pre.get("jpeg_decode_margin", DECODE_MARGIN)),
-                ),
-                quantization=data.get("quantization"),
-                default_response=_choice(
-                    data.get("default_response", "top_k"), RESPONSE_SHAPES, "default_response"
-                ),
-            )
-        except (KeyError, TypeError, IndexError, ValueError) as err:
-            raise ModelLoadError(f"{path} is missing or has a malformed field: {err!r}") from None
-
-
-def _margin(value: object) -> float | None:
-    if value is None:
-        return None
-    margin = value if isinstance(value, int | float) and not isinstance(value, bool) else float("nan")
-    if not margin > 0:  # NaN fails too
-        raise ValueError(f"preprocessing.jpeg_decode_margin {value!r} is not a positive number or null")
-    return float(margin)
-
-
-def _choice(value: str, allowed: dict | tuple, field: str) -> str:
-    if value not in allowed:
-        raise ModelLoadError(f"manifest {field} {value!r} is not one of {sorted(allowed)}")
-    return value
+            return super().read(model_dir)
+        except model_format.ManifestError as err:
+            raise ModelLoadError(str(err)) from None
 
 
 class ImageClassifier:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from kennel_common.model_format import build_manifest
 from kennel_train import export, quantize
 from kennel_train.config import CALIBRATION_IMAGES, MAX_CALIBRATION_IMAGES
 from kennel_train.data import SPLIT_NAMES
@@ -77,7 +78,7 @@ def convert(
         raise ConversionError(f"{len(labels)} labels for a model with {num_classes} outputs")
     model = build_model(backbone, num_classes, head="mlp", hidden=hidden)
     model.load_state_dict(state)
-    manifest = export.build_manifest(
+    manifest = build_manifest(
         labels=labels,
         preprocessing=SEED_PREPROCESSING.to_manifest(),
         architecture={"backbone": backbone, "head": "mlp", "head_hidden": hidden, "num_classes": num_classes},

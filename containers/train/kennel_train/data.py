@@ -11,9 +11,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision import datasets, transforms
 
+from kennel_common.model_format import MEAN, STD
 from kennel_train.config import TrainConfig
 from kennel_train.dist import DistContext
-from kennel_train.preprocessing import MEAN, STD, for_config, open_rgb
+from kennel_train.preprocessing import for_config, open_rgb
 
 log = logging.getLogger(__name__)
 

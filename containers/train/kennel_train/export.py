@@ -1,10 +1,10 @@
-"""Writes the model directory (docs/model-format.md): model.onnx, manifest.json, model.pth and
-metric_definitions.json, after checking that ONNX Runtime and PyTorch agree."""
+"""Writes the model directory (docs/model-format.md): model.onnx, manifest.json (built by
+kennel_common.model_format.build_manifest), model.pth and metric_definitions.json, after checking that ONNX
+Runtime and PyTorch agree."""
 
 import json
 import os
 import shutil
-from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -14,48 +14,16 @@ import onnxruntime
 import torch
 from torch import nn
 
+from kennel_common.model_format import INPUT_NAME, OUTPUT_NAME
 from kennel_train.metrics import METRIC_DEFINITIONS_FILE
 
 INT8_FILE = "model.int8.onnx"  # written by kennel_train.quantize when its guard passes
-
-FORMAT = "kennel-model"
-FORMAT_VERSION = 2  # 2 added `default_response`
-RESPONSE_SHAPES = ("top_k", "scores")
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
 PARITY_TOLERANCE = 1e-4
 PARITY_IMAGES = 8  # real images the parity check runs on
 
 
 class ParityError(RuntimeError):
     """ONNX Runtime's probabilities differ from PyTorch's by more than the tolerance."""
-
-
-def build_manifest(
-    labels: list[str],
-    preprocessing: dict[str, Any],
-    architecture: dict[str, Any],
-    metrics: dict[str, Any],
-    provenance: dict[str, Any],
-    default_response: str = "top_k",
-) -> dict[str, Any]:
-    """The manifest; `default_response` is what the serving image answers when a request does not choose:
-    `top_k` labels with probabilities, or `scores`, the network's output row per image."""
-    if default_response not in RESPONSE_SHAPES:
-        raise ValueError(f"default_response {default_response!r} is not one of {RESPONSE_SHAPES}")
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "models": {"fp32": "model.onnx"},
-        "input": {"name": INPUT_NAME, "layout": "NCHW", "dtype": "float32"},
-        "output": {"name": OUTPUT_NAME, "kind": "logits"},
-        "default_response": default_response,
-        "labels": list(labels),
-        "preprocessing": preprocessing,
-        "architecture": architecture,
-        "metrics": metrics,
-        "provenance": {"created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), **provenance},
-    }
 
 
 def export_onnx(model: nn.Module, path: Path, image_size: int) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from kennel_common.model_format import build_manifest
 from kennel_train import data, export, quantize
 from kennel_train.config import TrainConfig
 from kennel_train.preprocessing import Preprocessing, for_config
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 def write(config: TrainConfig, net: nn.Module, splits: data.Splits, results: dict[str, Any]) -> None:
     """Writes the fp32 model directory, then (with `config.quantize`) adds the INT8 model."""
     preprocessing = for_config(config)
-    manifest = export.build_manifest(
+    manifest = build_manifest(
         labels=list(splits.classes),
         preprocessing=preprocessing.to_manifest(),
         architecture={

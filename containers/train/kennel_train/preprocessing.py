@@ -5,70 +5,23 @@ is written from it, and evaluation, the parity check and INT8 calibration run it
     tensor = pre.transform()(pre.open(path))          # what the validation accuracy was measured on
     manifest["preprocessing"] = pre.to_manifest()     # what the serving image reproduces
 
-The description includes the decode: a JPEG much larger than the resize target decodes at a reduced scale
-(libjpeg's 1/2, 1/4 or 1/8, Pillow's `draft`) that keeps at least `jpeg_decode_margin` times the target,
-as the serving image decodes it. Evaluating on the same decode makes the reported accuracy the accuracy of
-what is served (docs/model-format.md, "Decoding").
+The description and its decode rule are kennel_common.model_format's, which the serving image reads: a
+JPEG much larger than the resize target decodes at a reduced scale (libjpeg's 1/2, 1/4 or 1/8, Pillow's
+`draft`) that keeps at least `jpeg_decode_margin` times the target. Evaluating on the same decode makes the
+reported accuracy the accuracy of what is served (docs/model-format.md, "Decoding").
 """
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 from torchvision import transforms
 
+from kennel_common import model_format
 from kennel_train.config import TrainConfig
 
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
-INTERPOLATIONS = ("bilinear", "bicubic")
-# The serving image's margin (kennel_serve.model.DECODE_MARGIN), chosen there by measurement
-# (docs/benchmarks.md, "JPEG decoding at reduced scale"). Manifests that do not say it are read with it.
-JPEG_DECODE_MARGIN = 2.0
 
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """`resize`: the shorter side's length (int), or an exact (height, width); `crop`: a centre crop or
-    None; `mean`, `std`: per channel on pixels in [0, 1]; `jpeg_decode_margin`: see the module's text,
-    None for a full-size decode."""
-
-    resize: int | tuple[int, int]
-    crop: int | None
-    interpolation: str = "bilinear"
-    mean: tuple[float, float, float] = MEAN
-    std: tuple[float, float, float] = STD
-    jpeg_decode_margin: float | None = JPEG_DECODE_MARGIN
-
-    @classmethod
-    def from_manifest(cls, block: dict[str, Any]) -> "Preprocessing":
-        """A manifest's `preprocessing` block (docs/model-format.md); one written before the decode was
-        recorded reads as the serving image decodes it."""
-        resize = block["resize"]
-        margin = block.get("jpeg_decode_margin", JPEG_DECODE_MARGIN)
-        interpolation = block.get("interpolation", "bilinear")
-        if interpolation not in INTERPOLATIONS:
-            raise ValueError(f"interpolation {interpolation!r} is not one of {', '.join(INTERPOLATIONS)}")
-        return cls(
-            resize=int(resize) if isinstance(resize, int) else (int(resize[0]), int(resize[1])),
-            crop=None if block.get("crop") is None else int(block["crop"]),
-            interpolation=interpolation,
-            mean=tuple(float(value) for value in block["mean"]),
-            std=tuple(float(value) for value in block["std"]),
-            jpeg_decode_margin=None if margin is None else float(margin),
-        )
-
-    def to_manifest(self) -> dict[str, Any]:
-        return {
-            "resize": self.resize if isinstance(self.resize, int) else list(self.resize),
-            "crop": self.crop,
-            "interpolation": self.interpolation,
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "jpeg_decode_margin": self.jpeg_decode_margin,
-        }
+class Preprocessing(model_format.Preprocessing):
+    """The manifest's preprocessing description, run with torchvision."""
 
     def transform(self) -> transforms.Compose:
         """A decoded RGB image to the float32 CHW tensor the network takes."""
@@ -82,19 +35,6 @@ class Preprocessing:
             steps.append(transforms.CenterCrop(self.crop))
         steps += [transforms.ToTensor(), transforms.Normalize(self.mean, self.std)]
         return transforms.Compose(steps)
-
-    def least_decode_size(self, width: int, height: int) -> tuple[int, int]:
-        """The smallest (width, height), same aspect, a `width` x `height` JPEG may decode at: the margin
-        times what the resize keeps, never more than the image itself."""
-        if self.jpeg_decode_margin is None:
-            return width, height
-        if isinstance(self.resize, int):
-            factor = self.jpeg_decode_margin * self.resize / min(width, height)
-        else:
-            factor = self.jpeg_decode_margin * max(self.resize[0] / height, self.resize[1] / width)
-        if factor >= 1:
-            return width, height
-        return math.ceil(width * factor), math.ceil(height * factor)
 
     def open(self, path: str) -> Image.Image | None:
         """The image at `path` decoded as this description says, as RGB, or None if it is unreadable."""
