@@ -45,9 +45,14 @@ def sagemaker_not_found(err: ClientError) -> bool:
     return error.get("Code") == "ValidationException" and any(p in message for p in SAGEMAKER_NOT_FOUND)
 
 
+# The folders the training and serving images are built from (their Dockerfiles copy nothing else).
+IMAGE_SOURCES = ("containers", "kennel_common")
+
+
 def release_tag(stack: Stack, root: Path | None = None) -> str:
-    """The tag the images get in ECR: `images.tag` from the stack, else the git revision of a clean
-    containers/ tree. ECR tags are immutable, so a tag must name one build."""
+    """The tag the images get in ECR: `images.tag` from the stack, else the git revision of clean
+    IMAGE_SOURCES (what the pushed images are built from). ECR tags are immutable, so a tag must name
+    one build."""
     if stack.images.tag:
         return stack.images.tag
 
@@ -58,9 +63,11 @@ def release_tag(stack: Stack, root: Path | None = None) -> str:
         return done.stdout.strip()
 
     revision = git("rev-parse", "--short=12", "HEAD")
-    if git("status", "--porcelain", "--", "containers"):
+    if dirty := git("status", "--porcelain", "--", *IMAGE_SOURCES):
+        changed = sorted({line.split(maxsplit=1)[1].split("/")[0] + "/" for line in dirty.splitlines()})
         raise DeployError(
-            "containers/ has uncommitted changes: commit them (tags are immutable) or set images.tag"
+            f"{' and '.join(changed)} {'has' if len(changed) == 1 else 'have'} uncommitted changes: "
+            "commit them (tags are immutable) or set images.tag"
         )
     return revision
 

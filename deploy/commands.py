@@ -63,7 +63,7 @@ def invoke_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def invoke_image(args: argparse.Namespace, run: Run) -> int:
-    """python -m deploy invoke --stack deploy/stack.example.toml dog.jpg [--direct]
+    """python -m deploy invoke --stack deploy/stack.example.toml docs/sample.jpg [--direct]
 
     Classifies one image through the Lambda's `live` alias (or straight at the endpoint)."""
     if args.async_ or run.stack.endpoint.kind == "async":

@@ -1,10 +1,10 @@
 """`python -m deploy loadtest`: the auto-scaling target of one instance, measured by a load test.
 
     python -m deploy loadtest --stack deploy/stack.example.toml --url http://127.0.0.1:8080/invocations \\
-        --image dog.jpg --p99-ms 500
-    python -m deploy loadtest --stack deploy/stack.example.toml --endpoint --image dog.jpg --p99-ms 500 \\
-        --write
-    python -m deploy loadtest --stack deploy/stack.example.toml --lambda --image dog.jpg --p99-ms 1000
+        --image docs/sample.jpg --p99-ms 500
+    python -m deploy loadtest --stack deploy/stack.example.toml --endpoint --image docs/sample.jpg \\
+        --p99-ms 500 --write
+    python -m deploy loadtest --stack deploy/stack.example.toml --lambda --image docs/sample.jpg --p99-ms 1000
 
 Sends the image to exactly one target: the URL given with --url (redirects are not followed), the stack's
 endpoint through sagemaker-runtime, or the stack's Lambda. It finds the knee in three phases:

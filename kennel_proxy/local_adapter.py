@@ -2,7 +2,7 @@
 
     export SAGEMAKER_ENDPOINT_NAME=local KENNEL_LOCAL_ENDPOINT_URL=http://127.0.0.1:8080
     python -m kennel_proxy.local_adapter
-    curl -X POST --data-binary @dog.jpg -H 'Content-Type: image/jpeg' 'http://127.0.0.1:9000/?top_k=3'
+    curl -X POST --data-binary @docs/sample.jpg -H 'Content-Type: image/jpeg' 'http://127.0.0.1:9000/?top_k=3'
 
 In docker compose it runs as the `proxy` service (lambda/Dockerfile) with KENNEL_LOCAL_ENDPOINT_URL pointing
 at the `serve` container. Each request becomes a payload 2.0 function-URL event (bodies base64-encoded

@@ -4,7 +4,7 @@ Deploy: deploy/ zips this package's modules (not local_adapter.py or page/; boto
 runtime), with handler `kennel_proxy.proxy.handler` and SAGEMAKER_ENDPOINT_NAME set; the function's role
 needs only sagemaker:InvokeEndpoint on that endpoint. Call it through a function URL or API Gateway:
 
-    curl -X POST --data-binary @dog.jpg -H 'Content-Type: image/jpeg' "$URL?top_k=3"
+    curl -X POST --data-binary @docs/sample.jpg -H 'Content-Type: image/jpeg' "$URL?top_k=3"
     curl -X POST -H 'Content-Type: application/json' -d '{"url": "https://images.example.com/dog.jpg"}' "$URL"
 
 or directly: `aws lambda invoke --function-name NAME --cli-binary-format raw-in-base64-out

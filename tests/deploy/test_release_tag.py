@@ -43,6 +43,18 @@ def test_the_tag_is_the_revision_of_a_clean_tree_and_refused_for_a_dirty_one(rep
     assert release_tag(parse(doc, tmp_path), repo) == "v7"
 
 
+def test_the_shared_packages_both_images_install_count_as_image_sources(repo, tmp_path):
+    """kennel_common/ goes into both images, so a change there, committed or not, is a change of image."""
+    stack = parse(example_doc(), tmp_path)
+    (repo / "kennel_common").mkdir()
+    (repo / "kennel_common" / "model_format.py").write_text("FORMAT = 'x'\n")
+    with pytest.raises(DeployError, match=r"^kennel_common/ has uncommitted changes"):
+        release_tag(stack, repo)
+    (repo / "containers" / "Dockerfile").write_text("FROM scratch\nLABEL changed=1\n")
+    with pytest.raises(DeployError, match=r"^containers/ and kennel_common/ have uncommitted changes"):
+        release_tag(stack, repo)
+
+
 def test_a_run_keeps_the_tag_it_started_with(repo, tmp_path, monkeypatch):
     monkeypatch.setattr(aws, "ROOT", repo)
     run = Run(parse(example_doc(), tmp_path))
