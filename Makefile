@@ -19,8 +19,10 @@ up: build
 	@echo "make up: the training report goes into the model volume; copy it out with: $(COMPOSE) run --rm --no-deps --entrypoint cat train /opt/ml/model/report.html > report.html"
 	$(COMPOSE) up
 
+# A test module to a worker, TEST_WORKERS of them (auto: one per core); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= auto
 test: build lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 # Not part of `make test`: it takes about 20 minutes and wants a quiet machine.
 bench: build

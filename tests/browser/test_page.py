@@ -1,5 +1,6 @@
-"""The page to try the model, in Debian's Chromium, against the compose stack (`docker compose up`: train
-once, serve, proxy) on free ports under a project name of its own; `down -v` at the end.
+"""The page to try the model, in Debian's Chromium, against the compose stack's serve and proxy (`docker
+compose up`), serving the run's model trained by the training image, on free ports under a project name of
+its own; `down -v` at the end.
 
 What a person does with it: open it (nothing leaves 127.0.0.1), choose a photo and read the bars, drop two
 and read the table, send a text file and read why not, do it all from the keyboard; and what it must be:
@@ -30,9 +31,10 @@ from tests.browser.conftest import (
     save_json,
 )
 from tests.compose.test_stack import compose, leftovers
-from tests.conftest import free_port
+from tests.conftest import fill_model_volume, free_port
 
 pytestmark = pytest.mark.container
+SERVICES = ("serve", "proxy")  # the page's path; the train service is tests/compose/test_stack.py's
 TIMED_RUNS = 11  # photos chosen one after another for each precision; the first one warms up
 # Records when a photo is chosen (capturing, so before the page's own handler) and when the first bar is
 # in the document, a frame later: what a person sees. Installed with page.evaluate, outside the page's CSP.
@@ -65,18 +67,17 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(built_images, docker_client, tmp_path_factory) -> Stack:
+def stack(built_images, docker_client, trained_model) -> Stack:
     project = f"kennel-page-{uuid.uuid4().hex[:8]}"
-    empty = tmp_path_factory.mktemp("no-data")  # the train service generates its synthetic set
     env = {
         "BASE_IMAGE": built_images["serve"].base_image,
         "KENNEL_SERVE_PORT": str(free_port()),
         "KENNEL_PROXY_PORT": str(free_port()),
-        "KENNEL_DATA": str(empty),
         "KENNEL_PRECISION": "auto",
     }
+    fill_model_volume(docker_client, project, built_images["serve"].tag, trained_model[0])
     try:
-        up = compose(project, env, "up", "--detach", "--wait", "--no-build")
+        up = compose(project, env, "up", "--detach", "--wait", "--no-build", "--no-deps", *SERVICES)
         assert up.returncode == 0, up.stdout + up.stderr + compose(project, env, "logs").stdout
         yield Stack(project, env, f"http://127.0.0.1:{env['KENNEL_PROXY_PORT']}")
     finally:
@@ -375,7 +376,7 @@ def test_choose_to_bars_time_for_int8_and_fp32(open_page, stack, photos):
     timings[served] = choose_to_bars_ms(open_page, photos)
     assert timings[served]["precision"] == served
     env = {**stack.env, "KENNEL_PRECISION": "fp32"}
-    again = compose(stack.project, env, "up", "--detach", "--wait", "--no-build", "serve", "proxy")
+    again = compose(stack.project, env, "up", "--detach", "--wait", "--no-build", "--no-deps", *SERVICES)
     assert again.returncode == 0, again.stdout + again.stderr
     assert stack.card()["precision"] == "fp32"
     timings["fp32"] = choose_to_bars_ms(open_page, photos)

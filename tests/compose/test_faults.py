@@ -5,18 +5,15 @@ killed mid-epoch. What a client sees is asserted; how long anything takes is not
 """
 
 import base64
-import io
 import json
 import os
 import re
 import signal
-import tarfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import pytest
@@ -24,7 +21,7 @@ from kennel_train.synthetic import write_dataset
 
 from kennel_proxy.defaults import VARIABLES
 from tests.compose.test_stack import compose
-from tests.conftest import free_port
+from tests.conftest import fill_model_volume, free_port
 from tests.serve.conftest import TINY_LABELS, TINY_PREPROCESSING, TinyNet, write_model_dir
 
 pytestmark = pytest.mark.container
@@ -49,26 +46,6 @@ class Stack:
 
 def labels(project: str, service: str) -> dict[str, list[str]]:
     return {"label": [f"com.docker.compose.project={project}", f"com.docker.compose.service={service}"]}
-
-
-def fill_model_volume(docker_client, project: str, image: str, model_dir: Path) -> None:
-    """The project's `model` volume, made as compose would and holding a tiny model, so serving starts
-    without running the train service."""
-    volume = docker_client.volumes.create(
-        f"{project}_model",
-        labels={"com.docker.compose.project": project, "com.docker.compose.volume": "model"},
-    )
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w") as tar:
-        for path in model_dir.iterdir():
-            tar.add(path, arcname=path.name)
-    helper = docker_client.containers.create(
-        image, ["true"], volumes={volume.name: {"bind": "/opt/ml/model"}}
-    )
-    try:
-        helper.put_archive("/opt/ml/model", archive.getvalue())
-    finally:
-        helper.remove(force=True)
 
 
 @pytest.fixture(scope="module")

@@ -135,43 +135,6 @@ def test_served_probabilities_match_pytorch(parity_container, parity_model, imag
         np.testing.assert_allclose(served, expected, atol=1e-4, err_msg=name)
 
 
-@pytest.fixture(scope="module")
-def trained(train_image, docker_client, tmp_path_factory) -> tuple[Path, Path]:
-    """A model directory written by the training image (fp32 and a guarded INT8 model) from a small
-    synthetic set: (the model directory, the data set)."""
-    from kennel_train.synthetic import write_dataset
-
-    root = tmp_path_factory.mktemp("trained")
-    write_dataset(root / "data", classes=4, per_class=20, size=48, seed=5)
-    flags = ["--backbone=resnet18", "--weights=none", "--image-size=48", "--batch-size=8", "--epochs=3"]
-    trainer = docker_client.containers.run(
-        train_image,
-        [
-            "train",
-            *flags,
-            "--data=/data",
-            "--model-dir=/out/model",
-            "--checkpoint-dir=/out/ck",
-            "--output-dir=/out/o",
-        ],
-        detach=True,
-        name=f"kennel-serve-test-train-{uuid.uuid4().hex[:8]}",
-        volumes={
-            str(root / "data"): {"bind": "/data", "mode": "ro"},
-            str(root): {"bind": "/out", "mode": "rw"},
-        },
-    )
-    try:
-        code = trainer.wait(timeout=300)["StatusCode"]
-        logs = trainer.logs().decode()
-    finally:
-        trainer.remove(force=True)
-    assert code == 0, logs[-3000:]
-    manifest = json.loads((root / "model" / "manifest.json").read_text())
-    assert manifest["models"].get("int8") == "model.int8.onnx", logs[-3000:]
-    return root / "model", root / "data"
-
-
 def classify(base: str, data: bytes) -> tuple[list[dict], str]:
     headers = {"Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": "top_k=4"}
     response = httpx.post(f"{base}/invocations", content=data, headers=headers, timeout=30)
@@ -181,11 +144,11 @@ def classify(base: str, data: bytes) -> tuple[list[dict], str]:
 
 
 def test_a_model_dir_written_by_the_training_image_serves_pytorch_probabilities(
-    trained, serve_image, run_container, images
+    trained_model, serve_image, run_container, images
 ):
     from kennel_train.model import build_model
 
-    model_dir, _ = trained
+    model_dir, _ = trained_model
     manifest = json.loads((model_dir / "manifest.json").read_text())
     architecture = manifest["architecture"]
     model = build_model(architecture["backbone"], architecture["num_classes"], architecture["head"])
@@ -209,9 +172,9 @@ def test_a_model_dir_written_by_the_training_image_serves_pytorch_probabilities(
 
 
 def test_int8_is_served_by_default_fp32_when_asked_and_both_agree_on_the_test_images(
-    trained, serve_image, run_container
+    trained_model, serve_image, run_container
 ):
-    model_dir, data = trained
+    model_dir, data = trained_model
     quantization = json.loads((model_dir / "manifest.json").read_text())["quantization"]
     int8 = start(run_container, serve_image, model_dir)
     fp32 = start(run_container, serve_image, model_dir, KENNEL_PRECISION="fp32")
