@@ -19,10 +19,11 @@ up: build
 	@echo "make up: the training report goes into the model volume; copy it out with: $(COMPOSE) run --rm --no-deps --entrypoint cat train /opt/ml/model/report.html > report.html"
 	$(COMPOSE) up
 
-# A test module to a worker, TEST_WORKERS of them (auto: one per core); TEST_WORKERS=0 runs in one process.
+# A test module to a worker, TEST_WORKERS of them (auto: one per core), in the order tests/conftest.py
+# gives (the long ones first); TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= auto
 test: build lint
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 # Not part of `make test`: it takes about 20 minutes and wants a quiet machine.
 bench: build
