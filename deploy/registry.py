@@ -220,7 +220,7 @@ def _summaries(run: Run, **filters: str) -> list[dict]:
     pages = (
         run.client("sagemaker")
         .get_paginator("list_model_packages")
-        .paginate(ModelPackageGroupName=group(run), SortBy="CreationTime", SortOrder="Descending", **filters)
+        .paginate(ModelPackageGroupName=group(run), **filters)
     )
     try:
         found = [summary for page in pages for summary in page["ModelPackageSummaryList"]]
@@ -247,6 +247,7 @@ def version(run: Run, number: int) -> Version:
 
 
 def latest_approved(run: Run) -> Version | None:
+    """The approved version with the highest number (the newest registered), if any."""
     approved = _summaries(run, ModelApprovalStatus=APPROVED)
     return _version(run, approved[0]["ModelPackageArn"]) if approved else None
 
@@ -292,19 +293,22 @@ def serving_version(run: Run) -> Version | None:
         return None
 
 
+def _approve_hint(run: Run, number: str) -> str:
+    return f"`python -m deploy models --stack {run.stack.path} approve {number}`"
+
+
 def deployable(run: Run) -> Version | None:
     """The version `[model] package` names, refused unless it is Approved; None without `package`."""
     package = run.stack.model.package
     if package is None:
         return None
-    approve_hint = f"`python -m deploy models --stack {run.stack.path} approve N`"
     if package == LATEST_APPROVED:
         found = latest_approved(run)
         if found is None:
             raise DeployError(
                 f'model.package = "{LATEST_APPROVED}", but model package group {group(run)} has no '
                 f"approved version: register one (`train --wait`, `promote` or `models register`), "
-                f"check it with `models list`, then approve it with {approve_hint}"
+                f"check it with `models list`, then approve it with {_approve_hint(run, 'N')}"
             )
         return found
     found = version(run, package)
@@ -313,7 +317,7 @@ def deployable(run: Run) -> Version | None:
         raise DeployError(
             f"model.package = {package}: version {package} of model package group {group(run)} is "
             f"{found.status}{reason}; only an approved version is served: approve it with "
-            f"{approve_hint.replace(' N`', f' {package}`')} or name an approved version"
+            f"{_approve_hint(run, str(package))} or name an approved version"
         )
     return found
 
@@ -345,8 +349,10 @@ def delete_group(run: Run) -> None:
             except ClientError as err:
                 if not sagemaker_not_found(err):
                     raise
-    pages = run.client("s3").get_paginator("list_objects_v2").paginate(
-        Bucket=stack.bucket, Prefix=f"{stack.prefix}/registry/"
+    pages = (
+        run.client("s3")
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=stack.bucket, Prefix=f"{stack.prefix}/registry/")
     )
     for key in [obj["Key"] for page in pages for obj in page.get("Contents", [])]:
         if run.apply("s3 model statistics", key, "delete"):

@@ -36,9 +36,9 @@ def parse_model(table: Table, base: Path) -> Model:
     training_job = table.string("training_job", required=False)
     package = table.data.get("package")
     table.read.add("package")
-    if package is not None and package != LATEST_APPROVED:
-        if isinstance(package, bool) or not isinstance(package, int) or package < 1:
-            raise StackError(f'model.package: must be a version number (1 or more) or "{LATEST_APPROVED}"')
+    version = isinstance(package, int) and not isinstance(package, bool) and package >= 1
+    if package not in (None, LATEST_APPROVED) and not version:
+        raise StackError(f'model.package: must be a version number (1 or more) or "{LATEST_APPROVED}"')
     if [model_dir, training_job, package].count(None) != 2:
         raise StackError("model: set exactly one of model.dir, model.training_job and model.package")
     table.reject_unknown()

@@ -3,6 +3,7 @@
 DeleteModelPackage or DeleteModelPackageGroup: `down`'s deletes go to Stubbers checked against the
 service model."""
 
+import fnmatch
 import io
 import json
 import tarfile
@@ -13,7 +14,7 @@ import boto3
 import pytest
 from kennel_serve import codecs
 
-from deploy import cli, lifecycle, registry, s3
+from deploy import cli, iam, lifecycle, registry, s3
 from deploy.aws import DeployError
 from deploy.stack import StackError, parse
 from tests.deploy.conftest import example_doc
@@ -73,7 +74,9 @@ def test_models_register_uploads_like_up_and_registers_a_pending_version(
 ):
     model = write_model(tmp_path / "m1", 0.81, 0.8, 0.995, "0a1b2c3d4e5f60718293")
     assert models(registry_stack, "register", str(model)) == 0
-    assert f"models register: registered version 1 (PendingManualApproval) in {GROUP}" in capsys.readouterr().out
+    assert (
+        f"models register: registered version 1 (PendingManualApproval) in {GROUP}" in capsys.readouterr().out
+    )
 
     version = described(1)
     run = make_run(path=registry_stack)
@@ -112,9 +115,16 @@ def test_register_without_a_registry_table_says_to_add_one(stack_file, tmp_path,
 
 def register_three(stack: Path, tmp_path: Path) -> None:
     """Version 1 approved, 2 rejected with a reason, 3 pending."""
-    figures = [(0.81, 0.8, 0.995, "1111111111112222"), (0.79, 0.78, None, "3333333333334444"), (0.86, 0.85, 0.99, None)]
+    figures = [
+        (0.81, 0.8, 0.995, "1111111111112222"),
+        (0.79, 0.78, None, "3333333333334444"),
+        (0.86, 0.85, 0.99, None),
+    ]
     for index, (val, test, agreement, sha) in enumerate(figures, 1):
-        assert models(stack, "register", str(write_model(tmp_path / f"m{index}", val, test, agreement, sha))) == 0
+        assert (
+            models(stack, "register", str(write_model(tmp_path / f"m{index}", val, test, agreement, sha)))
+            == 0
+        )
     assert models(stack, "approve", "1") == 0
     assert models(stack, "reject", "2", "--reason", "mistakes huskies for malamutes") == 0
 
@@ -128,10 +138,14 @@ def test_list_shows_every_version_newest_first(registry_stack, tmp_path, capsys)
     assert models(registry_stack, "list") == 0
     created = {n: described(n)["CreationTime"].astimezone(UTC).strftime("%Y-%m-%d %H:%M") for n in (1, 2, 3)}
     assert capsys.readouterr().out.splitlines() == [
-        "version  status                 created (UTC)     val acc  test acc  INT8 agreement  training job  revision      reason",
-        f"3        PendingManualApproval  {created[3]}  0.8600   0.8500    0.9900          -             -             -",
-        f"2        Rejected               {created[2]}  0.7900   0.7800    -               -             333333333333  mistakes huskies for malamutes",
-        f"1        Approved               {created[1]}  0.8100   0.8000    0.9950          -             111111111111  -",
+        "version  status                 created (UTC)     val acc  test acc  INT8 agreement  "
+        "training job  revision      reason",
+        f"3        PendingManualApproval  {created[3]}  0.8600   0.8500    0.9900          "
+        "-             -             -",
+        f"2        Rejected               {created[2]}  0.7900   0.7800    -               "
+        "-             333333333333  mistakes huskies for malamutes",
+        f"1        Approved               {created[1]}  0.8100   0.8000    0.9950          "
+        "-             111111111111  -",
     ]
 
 
@@ -223,7 +237,9 @@ def test_promote_leaves_a_stack_that_serves_from_the_registry_as_it_is(
     registry_commented_stack, stubbed, tmp_path, capsys
 ):
     text = registry_commented_stack.read_text()
-    text = text.replace('dir = "', '# dir = "', 1).replace('# package = "latest-approved"', 'package = "latest-approved"')
+    text = text.replace('dir = "', '# dir = "', 1).replace(
+        '# package = "latest-approved"', 'package = "latest-approved"'
+    )
     registry_commented_stack.write_text(text)
     best = promote_best(registry_commented_stack, stubbed, tmp_path, capsys)
     assert "[model] now serves" not in capsys.readouterr().out
@@ -301,7 +317,9 @@ def test_rollback_rejects_the_version_up_deployed(latest_stack, make_run, tmp_pa
         lifecycle.up(make_run(path=latest_stack))
 
 
-def test_down_deletes_the_versions_their_statistics_and_the_group(registry_stack, make_run, stubbed, tmp_path):
+def test_down_deletes_the_versions_their_statistics_and_the_group(
+    registry_stack, make_run, stubbed, tmp_path
+):
     for index in (1, 2):
         model = write_model(tmp_path / f"m{index}", 0.8 + index / 100, 0.79, None, None)
         assert models(registry_stack, "register", str(model)) == 0
@@ -309,11 +327,15 @@ def test_down_deletes_the_versions_their_statistics_and_the_group(registry_stack
     lifecycle.up(run)
     packages = stubbed("DeleteModelPackage")
     for number in (2, 1):
-        packages.add_response("delete_model_package", {}, {"ModelPackageName": described(number)["ModelPackageArn"]})
+        packages.add_response(
+            "delete_model_package", {}, {"ModelPackageName": described(number)["ModelPackageArn"]}
+        )
     groups = stubbed("DeleteModelPackageGroup")
     groups.add_response("delete_model_package_group", {}, {"ModelPackageGroupName": GROUP})
     done = lifecycle.down(make_run(path=registry_stack))
-    deleted = [(c.kind, c.name) for c in done.changed() if "model package" in c.kind or "statistics" in c.kind]
+    deleted = [
+        (c.kind, c.name) for c in done.changed() if "model package" in c.kind or "statistics" in c.kind
+    ]
     assert deleted[:2] == [("model package", f"{GROUP}/2"), ("model package", f"{GROUP}/1")]
     assert deleted[-1] == ("model package group", GROUP)
     listed = boto3.client("s3").list_objects_v2(Bucket="kennel-example-data", Prefix="kennel/registry/")
@@ -344,10 +366,22 @@ def test_every_registry_call_is_in_the_guides_deployer_policy(latest_stack, sess
 @pytest.mark.parametrize(
     ("model", "registry_table", "message"),
     [
-        ({"package": "latest-approved"}, None, "model.package: serves a version from the model registry, so the stack needs a [registry]"),
-        ({"package": 2, "dir": "m"}, {}, "model: set exactly one of model.dir, model.training_job and model.package"),
+        (
+            {"package": "latest-approved"},
+            None,
+            "model.package: serves a version from the model registry, so the stack needs a [registry]",
+        ),
+        (
+            {"package": 2, "dir": "m"},
+            {},
+            "model: set exactly one of model.dir, model.training_job and model.package",
+        ),
         ({"package": 0}, {}, 'model.package: must be a version number (1 or more) or "latest-approved"'),
-        ({"package": "newest"}, {}, 'model.package: must be a version number (1 or more) or "latest-approved"'),
+        (
+            {"package": "newest"},
+            {},
+            'model.package: must be a version number (1 or more) or "latest-approved"',
+        ),
         ({"package": 2}, {"approval": "auto"}, "registry.approval: unknown key"),
     ],
 )
@@ -369,3 +403,20 @@ def test_the_registry_table_turns_it_on(tmp_path):
         3,
         GROUP,
     )
+
+
+def test_the_hosting_role_reads_what_a_registered_version_holds(registry_stack, make_run, tmp_path):
+    """CreateModel from a version runs the version's image and archive as the hosting role: the role
+    `up` makes already reads both, so the registry adds nothing to it."""
+    assert models(registry_stack, "register", str(write_model(tmp_path / "m1", 0.8, 0.79, None, None))) == 0
+    (container,) = described(1)["InferenceSpecification"]["Containers"]
+    bucket_key = container["ModelDataUrl"].removeprefix("s3://")
+    repository = container["Image"].split("/", 1)[1].rsplit(":", 1)[0]
+    policy = iam.hosting_policy(make_run(path=registry_stack))
+    grants = {
+        (a, r) for s in statements(policy) for a in as_list(s["Action"]) for r in as_list(s["Resource"])
+    }
+    assert any(
+        a == "s3:GetObject" and fnmatch.fnmatchcase(f"arn:aws:s3:::{bucket_key}", r) for a, r in grants
+    )
+    assert ("ecr:BatchGetImage", f"arn:aws:ecr:us-east-1:123456789012:repository/{repository}") in grants

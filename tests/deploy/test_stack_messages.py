@@ -43,7 +43,11 @@ CASES = [
         {"model.training_job": "kennel-train1"},
         "model: set exactly one of model.dir, model.training_job and model.package",
     ),
-    ("realtime", {"model.dir": DELETE}, "model: set exactly one of model.dir, model.training_job and model.package"),
+    (
+        "realtime",
+        {"model.dir": DELETE},
+        "model: set exactly one of model.dir, model.training_job and model.package",
+    ),
     ("realtime", {"model.dir": 3}, "model.dir: must be a non-empty string"),
     ("realtime", {"model.path": "x"}, "model.path: unknown key"),
     (
