@@ -47,6 +47,7 @@ COMMANDS: dict[str, Command] = {
     "stop": Command(commands.stop_job, commands.job_name_argument),
     "trials": Command(commands.show_trials, commands.tuning_job_argument),
     "promote": Command(commands.promote, commands.tuning_job_argument),
+    "models": Command(commands.models, commands.models_arguments),
     "transform": Command(commands.batch_transform, commands.transform_arguments),
     "loadtest": Command(loadtest.loadtest, loadtest.arguments),
     "demo": Command(demo.demo, demo.arguments),

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from deploy import data, follow, invoke, lifecycle, training, transform, trials
+from deploy import data, follow, invoke, lifecycle, registry, training, transform, trials
 from deploy.aws import Run
 
 
@@ -104,7 +104,7 @@ def train(args: argparse.Namespace, run: Run) -> int:
     training job (managed spot with S3 checkpoints) on s3://BUCKET/PREFIX/data/CHANNEL/. With --wait,
     follows it: status changes, spot interruptions and resumes, the job's log lines as they arrive, and
     its final metrics or FailureReason. Serve the result with `model.training_job = "<job name>"` in the
-    stack file and `up`."""
+    stack file and `up`; with a [registry] table, --wait also registers it as a version to approve."""
     definitions = training.metric_definitions(args.metric_definitions)
     training.ensure_training_image(run)
     name = training.start_training(run, definitions)
@@ -114,7 +114,17 @@ def train(args: argparse.Namespace, run: Run) -> int:
         if described is None:
             return INTERRUPTED
         print(f"train: {name} completed: {described['ModelArtifacts']['S3ModelArtifacts']}")
+        if run.stack.registry:
+            _registered(args, run, "train", registry.register_training_job(run, name))
     return 0
+
+
+def _registered(args: argparse.Namespace, run: Run, command: str, version: registry.Version) -> None:
+    print(
+        f"{command}: registered {version.describe()} in {registry.group(run)}; check it with"
+        f" `python -m deploy models --stack {args.stack} list`, then"
+        f" `python -m deploy models --stack {args.stack} approve {version.number}`"
+    )
 
 
 def tune_arguments(parser: argparse.ArgumentParser) -> None:
@@ -144,12 +154,18 @@ def tune(args: argparse.Namespace, run: Run) -> int:
         found = trials.list_trials(run, name)
         print("\n".join(found.table()))
         if args.promote:
-            _promote(args, found)
+            _promote(args, run, found)
     return 0
 
 
-def _promote(args: argparse.Namespace, found: trials.Trials) -> None:
+def _promote(args: argparse.Namespace, run: Run, found: trials.Trials) -> None:
+    """The best trial into [model]; with a [registry], also a version of it. A stack that serves from the
+    registry (`model.package`) keeps its [model]: approving the version is what deploys it."""
     best = found.best()
+    if run.stack.registry:
+        _registered(args, run, "promote", registry.register_training_job(run, best.name))
+    if run.stack.model.package is not None:
+        return
     trials.promote(args.stack, best.name)
     print(
         f"promote: {args.stack} [model] now serves {best.name} ({found.metric} = {best.objective:g});"
@@ -218,8 +234,9 @@ def promote(args: argparse.Namespace, run: Run) -> int:
     """python -m deploy promote --stack deploy/stack.example.toml TUNING_JOB
 
     Writes the tuning job's best completed trial into the stack file's [model] table (training_job set,
-    dir commented out; comments and layout kept). The next `up` serves it."""
-    _promote(args, trials.list_trials(run, args.tuning_job))
+    dir commented out; comments and layout kept). The next `up` serves it. With a [registry] table it is
+    also registered as a version to approve; a stack with `model.package` is left as it is."""
+    _promote(args, run, trials.list_trials(run, args.tuning_job))
     return 0
 
 
@@ -250,3 +267,36 @@ def batch_transform(args: argparse.Namespace, run: Run) -> int:
     summary = transform.summarise(run, name, source, target)
     print("\n".join(summary.lines()))
     return 1 if summary.missing else 0
+
+
+def models_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="every version, newest first")
+    register = actions.add_parser("register", help="upload a model directory and register it")
+    register.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="a model directory")
+    for action, what in (("approve", "may be served"), ("reject", "may not be served")):
+        decide = actions.add_parser(action, help=f"the version {what}")
+        decide.add_argument("version", type=int, metavar="VERSION", help="the version number")
+        decide.add_argument("--reason", help="why, kept with the version (ApprovalDescription)")
+
+
+def models(args: argparse.Namespace, run: Run) -> int:
+    """python -m deploy models --stack deploy/stack.example.toml {list,register,approve,reject} ...
+
+    `list`; `register MODEL_DIR`; `approve VERSION`; `reject VERSION [--reason TEXT]`.
+
+    The stack's model registry (SageMaker Model Registry, group NAME-models; needs [registry]): `list`
+    shows every version, newest first, with its approval, metrics and origin; `register` uploads a model
+    directory as `up` would and registers it; a new version is PendingManualApproval until `approve` or
+    `reject`. With `model.package = "latest-approved"` (or a version number) `up` serves approved
+    versions only."""
+    if args.action == "list":
+        print("\n".join(registry.table(registry.versions(run))))
+    elif args.action == "register":
+        _registered(args, run, "models register", registry.register_model_dir(run, args.model_dir))
+    else:
+        decide = registry.approve if args.action == "approve" else registry.reject
+        version = decide(run, args.version, args.reason)
+        reason = f": {version.reason}" if version.reason else ""
+        print(f"models {args.action}: {registry.group(run)} {version.describe()}{reason}")
+    return 0

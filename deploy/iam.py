@@ -81,7 +81,8 @@ def _metrics(*namespaces: str) -> dict[str, Any]:
 
 
 def hosting_policy(run: Run) -> Policy:
-    """The endpoint's role: pull the serving image, read model archives, write its one log group."""
+    """The endpoint's role: pull the serving image, read model archives, write its one log group. A model
+    made from a registry version needs nothing more: the version's image and archive are these."""
     stack = run.stack
     group = _log_group(run, stack.endpoint_log_group)
     return _policy(

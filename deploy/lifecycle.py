@@ -16,6 +16,7 @@ from deploy import (
     logs,
     model,
     notifications,
+    registry,
     s3,
     topics,
 )
@@ -24,6 +25,7 @@ from deploy.aws import Run
 
 def up(run: Run) -> Run:
     stack = run.stack
+    version = registry.deployable(run)  # refuses a version that is not approved before anything changes
     live_kind = endpoint.live_kind(run)
     endpoint.refuse_kind_switch(run, live_kind)
     # SNS and the wake-up alarm are touched only by async stacks, or to clear what one left behind.
@@ -39,8 +41,14 @@ def up(run: Run) -> Run:
     arns = {name: iam.ensure_role(run, name, service, policy) for name, service, policy in iam.roles(run)}
     if was_async:
         topics.ensure_topics(run)
-    model_data = s3.ensure_model_data(run)
-    model_name = model.ensure_model(run, uris["serve"], model_data, arns[stack.hosting_role])
+    if stack.registry:
+        registry.ensure_group(run)
+    if version:
+        served = registry.served(run, version)
+        model_name = model.ensure_package_model(run, version.arn, arns[stack.hosting_role], served)
+    else:
+        model_data = s3.ensure_model_data(run)
+        model_name = model.ensure_model(run, uris["serve"], model_data, arns[stack.hosting_role])
     config = endpoint_config.ensure_endpoint_config(run, model_name)
     current = endpoint.describe(run)
     new_type = (
@@ -82,6 +90,7 @@ def down(run: Run) -> Run:
     endpoint_config.delete_endpoint_configs(run)
     model.delete_models(run)
     s3.delete_model_data(run)
+    registry.delete_group(run)
     for name, _, _ in reversed(iam.roles(run)):
         iam.delete_role(run, name)
     if stack.function is None:

@@ -1,6 +1,7 @@
-"""The SageMaker model: serving image + model archive + execution role, network-isolated unless the stack
-says `endpoint.network_isolation = false`. Models are immutable, so the name carries a hash of what
-defines it and a change means a new model."""
+"""The SageMaker model: serving image + model archive + execution role, or a version of the model
+registry (`[model] package`) + execution role; network-isolated unless the stack says
+`endpoint.network_isolation = false`. Models are immutable, so the name carries a hash of what defines it
+and a change means a new model."""
 
 import hashlib
 import json
@@ -15,8 +16,9 @@ PREFIX = "model-"
 IAM_SPREAD_SECONDS = 60
 
 
-def model_name(run: Run, image_uri: str, model_data_url: str, role_arn: str) -> str:
-    defining = [image_uri, model_data_url, role_arn] + ([environment(run)] if environment(run) else [])
+def model_name(run: Run, *sources: str) -> str:
+    """The name of the model made from `sources` (image and archive, or a model package; then the role)."""
+    defining = [*sources] + ([environment(run)] if environment(run) else [])
     # Models made before isolation existed were not isolated: the marker gives isolated ones a new name.
     if run.stack.endpoint.network_isolation:
         defining.append("network-isolated")
@@ -25,22 +27,38 @@ def model_name(run: Run, image_uri: str, model_data_url: str, role_arn: str) -> 
 
 
 def ensure_model(run: Run, image_uri: str, model_data_url: str, role_arn: str) -> str:
+    return _ensure(
+        run,
+        model_name(run, image_uri, model_data_url, role_arn),
+        {"Image": image_uri, "ModelDataUrl": model_data_url},
+        role_arn,
+        created=f"{image_uri} + {model_data_url}",
+    )
+
+
+def ensure_package_model(run: Run, package_arn: str, role_arn: str, served: str) -> str:
+    """The model of a model registry version; `served` says in `plan` which version and what it replaces."""
+    name = model_name(run, package_arn, role_arn)
+    return _ensure(run, name, {"ModelPackageName": package_arn}, role_arn, created=served, kept=served)
+
+
+def _ensure(run: Run, name: str, container: dict, role_arn: str, created: str, kept: str = "") -> str:
+    """Creates model `name` from `container` unless it exists; `created` and `kept` describe it in `plan`."""
     sagemaker = run.client("sagemaker")
-    name = model_name(run, image_uri, model_data_url, role_arn)
     try:
         sagemaker.describe_model(ModelName=name)
-        run.apply("sagemaker model", name, "unchanged")
+        run.apply("sagemaker model", name, "unchanged", kept)
         return name
     except ClientError as err:
         if not sagemaker_not_found(err):
             raise
-    if run.apply("sagemaker model", name, "create", f"{image_uri} + {model_data_url}; {network(run)}"):
+    if run.apply("sagemaker model", name, "create", f"{created}; {network(run)}"):
         # A role created moments ago may not be assumable yet: IAM is eventually consistent.
         def create() -> bool | None:
             try:
                 sagemaker.create_model(
                     ModelName=name,
-                    PrimaryContainer={"Image": image_uri, "ModelDataUrl": model_data_url}
+                    PrimaryContainer=container
                     | ({"Environment": environment(run)} if environment(run) else {}),
                     ExecutionRoleArn=role_arn,
                     EnableNetworkIsolation=run.stack.endpoint.network_isolation,

@@ -101,7 +101,13 @@ def ensure_model_data(run: Run) -> str:
     stack = run.stack
     if stack.model.training_job:
         return training_output(run, stack.model.training_job)
-    data = archive(stack.model.dir)
+    return upload_model_dir(run, stack.model.dir)
+
+
+def upload_model_dir(run: Run, model_dir: Path) -> str:
+    """The S3 URI of `model_dir`'s archive, uploaded unless the same bytes are there already."""
+    stack = run.stack
+    data = archive(model_dir)
     key = model_key(run, data)
     s3 = run.client("s3")
     try:
@@ -110,7 +116,7 @@ def ensure_model_data(run: Run) -> str:
     except ClientError as err:
         if not _head_not_found(err):
             raise
-        if run.apply("s3 model archive", key, "create", f"{len(data) / 1e6:.1f} MB from {stack.model.dir}"):
+        if run.apply("s3 model archive", key, "create", f"{len(data) / 1e6:.1f} MB from {model_dir}"):
             s3.put_object(Bucket=stack.bucket, Key=key, Body=data, Tagging="project=kennel")
     return f"s3://{stack.bucket}/{key}"
 

@@ -20,6 +20,7 @@ from deploy.stack.endpoint import AsyncInference, DataCapture, Endpoint, Serverl
 from deploy.stack.function import Lambda, parse_lambda
 from deploy.stack.kinds import endpoint_kind
 from deploy.stack.model import Images, Model, parse_images, parse_model
+from deploy.stack.registry import Registry, parse_registry
 from deploy.stack.training import Training, Tuning, parse_training, parse_tuning
 from deploy.stack.transform import Transform, parse_transform
 from deploy.stack.validate import PREFIX, StackError, Table
@@ -34,6 +35,7 @@ __all__ = [
     "Images",
     "Lambda",
     "Model",
+    "Registry",
     "Serverless",
     "Stack",
     "StackError",
@@ -70,6 +72,7 @@ class Stack:
     transform: Transform | None = None
     # A managed policy (made by an administrator) that bounds every role `up` creates; None: no boundary.
     permissions_boundary: str | None = None
+    registry: Registry | None = None  # [registry]: models are registered, and may be served from there
 
     # Every resource name derives from `name`; lower case throughout because IAM matches endpoint ARNs
     # in lower case.
@@ -95,6 +98,10 @@ class Stack:
     @property
     def lambda_role(self) -> str:
         return f"{self.name}-lambda-proxy"
+
+    @property
+    def model_package_group(self) -> str:
+        return f"{self.name}-models"
 
     @property
     def endpoint_log_group(self) -> str:
@@ -137,6 +144,7 @@ def parse(doc: dict[str, Any], base: Path, path: Path | None = None) -> Stack:
     kind = endpoint_kind(endpoint_table, doc)
     bucket, prefix = _s3(top.table("s3"))
     endpoint = parse_endpoint(endpoint_table, kind, prefix)
+    model = parse_model(top.table("model"), base)
     stack = Stack(
         name=top.string("name", pattern=NAME),
         region=top.string("region", pattern=REGION),
@@ -144,7 +152,7 @@ def parse(doc: dict[str, Any], base: Path, path: Path | None = None) -> Stack:
         prefix=prefix,
         tags=top.table("tags", required=False).string_map(),
         images=parse_images(top.table("images")),
-        model=parse_model(top.table("model"), base),
+        model=model,
         training=parse_training(top.table("training")),
         tuning=parse_tuning(top.table("tuning")),
         endpoint=endpoint,
@@ -154,6 +162,7 @@ def parse(doc: dict[str, Any], base: Path, path: Path | None = None) -> Stack:
         alarms=parse_alarms(top.table("alarms", required=False)),
         transform=parse_transform(top.table("transform", required=False)),
         permissions_boundary=top.string("permissions_boundary", required=False, pattern=POLICY_NAME),
+        registry=parse_registry(top.table("registry", required=False), model),
     )
     top.reject_unknown()
     return stack

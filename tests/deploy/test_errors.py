@@ -28,6 +28,7 @@ def argv(command: str, stack: Path, tmp_path: Path) -> list[str]:
         "report": ["kennel-train0101120000"],
         "trials": ["kennel-tune0101120000"],
         "promote": ["kennel-tune0101120000"],
+        "models": ["list"],
         "transform": ["photos/", "run1/"],
         "loadtest": ["--endpoint", "--image", str(image), "--p99-ms", "500", "--max-seconds", "1"],
     }

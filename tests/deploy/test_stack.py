@@ -38,7 +38,11 @@ CASES = [
     ),
     ("lambda.provisioned_concurrency", 50, "lambda.provisioned_concurrency: may not exceed"),
     ("lambda", DELETE, "lambda: missing"),
-    ("model.training_job", "kennel-train1", "model: set exactly one of model.dir and model.training_job"),
+    (
+        "model.training_job",
+        "kennel-train1",
+        "model: set exactly one of model.dir, model.training_job and model.package",
+    ),
     ("tuning.learning_rate", [0.1, 0.001], "tuning.learning_rate: needs 0 < low < high"),
     ("tuning.batch_sizes", [32, "64"], "tuning.batch_sizes: must be a list of ints"),
     ("training.max_wait_seconds", 60, "training.max_wait_seconds: must be at least"),

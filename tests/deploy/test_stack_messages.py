@@ -41,9 +41,13 @@ CASES = [
     (
         "realtime",
         {"model.training_job": "kennel-train1"},
-        "model: set exactly one of model.dir and model.training_job",
+        "model: set exactly one of model.dir, model.training_job and model.package",
     ),
-    ("realtime", {"model.dir": DELETE}, "model: set exactly one of model.dir and model.training_job"),
+    (
+        "realtime",
+        {"model.dir": DELETE},
+        "model: set exactly one of model.dir, model.training_job and model.package",
+    ),
     ("realtime", {"model.dir": 3}, "model.dir: must be a non-empty string"),
     ("realtime", {"model.path": "x"}, "model.path: unknown key"),
     (
