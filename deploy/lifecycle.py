@@ -16,19 +16,23 @@ from deploy import (
     logs,
     model,
     notifications,
+    preflight,
     s3,
     topics,
 )
 from deploy.aws import Run
 
 
-def up(run: Run) -> Run:
+def up(run: Run, with_preflight: bool = False, on_rollback: endpoint.OnRollback | None = None) -> Run:
+    """`with_preflight`: run a new model in the local serving image before anything goes to AWS.
+    `on_rollback` hears of a release SageMaker rolled back (the old model still serves)."""
     stack = run.stack
     live_kind = endpoint.live_kind(run)
     endpoint.refuse_kind_switch(run, live_kind)
     # SNS and the wake-up alarm are touched only by async stacks, or to clear what one left behind.
     was_async = stack.endpoint.kind == "async" or live_kind == "async"
     s3.ensure_bucket(run)
+    preflight.ensure_preflight(run, with_preflight)
     uris = {}
     for image in ecr.UP_IMAGES:
         ecr.ensure_repository(run, image)
@@ -50,7 +54,14 @@ def up(run: Run) -> Run:
     )
     if new_type:
         autoscaling.delete_scaling(run)
-    endpoint.ensure_endpoint(run, config, current, new_type)
+    # The alarms that roll a rollout back must exist before the update that names them.
+    notifications.ensure_topic(run)
+    alarms.ensure_alarms(run)
+    # SageMaker makes these changes all at once, whatever [endpoint.rollout] asks (docs/deploy.md).
+    all_at_once = "the instance type changes" if new_type else None
+    if live_kind and live_kind != stack.endpoint.kind:
+        all_at_once = f"the endpoint kind changes from {live_kind}"
+    endpoint.ensure_endpoint(run, config, current, new_type, all_at_once, on_rollback)
     # The previous config and model are kept by SageMaker only while in use; drop ours once superseded.
     endpoint_config.delete_endpoint_configs(run, keep=config)
     model.delete_models(run, keep=model_name)
@@ -59,8 +70,6 @@ def up(run: Run) -> Run:
         function.ensure_function(run, arns[stack.lambda_role])
     else:
         remove_proxy(run)
-    notifications.ensure_topic(run)
-    alarms.ensure_alarms(run)
     dashboard.ensure_dashboard(run)
     return run
 

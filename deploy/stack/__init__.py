@@ -20,6 +20,7 @@ from deploy.stack.endpoint import AsyncInference, DataCapture, Endpoint, Serverl
 from deploy.stack.function import Lambda, parse_lambda
 from deploy.stack.kinds import endpoint_kind
 from deploy.stack.model import Images, Model, parse_images, parse_model
+from deploy.stack.rollout import Rollout, check_alarms
 from deploy.stack.training import Training, Tuning, parse_training, parse_tuning
 from deploy.stack.transform import Transform, parse_transform
 from deploy.stack.validate import PREFIX, StackError, Table
@@ -34,6 +35,7 @@ __all__ = [
     "Images",
     "Lambda",
     "Model",
+    "Rollout",
     "Serverless",
     "Stack",
     "StackError",
@@ -136,7 +138,7 @@ def parse(doc: dict[str, Any], base: Path, path: Path | None = None) -> Stack:
     endpoint_table = top.table("endpoint")
     kind = endpoint_kind(endpoint_table, doc)
     bucket, prefix = _s3(top.table("s3"))
-    endpoint = parse_endpoint(endpoint_table, kind, prefix)
+    endpoint = parse_endpoint(endpoint_table, kind, prefix, base)
     stack = Stack(
         name=top.string("name", pattern=NAME),
         region=top.string("region", pattern=REGION),
@@ -156,6 +158,7 @@ def parse(doc: dict[str, Any], base: Path, path: Path | None = None) -> Stack:
         permissions_boundary=top.string("permissions_boundary", required=False, pattern=POLICY_NAME),
     )
     top.reject_unknown()
+    check_alarms(endpoint.rollout, stack.alarms)
     return stack
 
 
