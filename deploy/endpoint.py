@@ -175,7 +175,7 @@ def follow_rollout(run: Run, config: str, on_rollback: OnRollback | None = None)
     def check() -> dict | None:
         described = describe(run) or {"EndpointStatus": "gone", "EndpointConfigName": ""}
         line = progress(described, rollout.wait_seconds, rollout.bake_seconds)
-        if line != last[0]:
+        if described["EndpointStatus"] in BUSY and line != last[0]:
             run.say(line)
             last[0] = line
         for alarm in alarm_states(run, watched):

@@ -12,7 +12,7 @@ import contextlib
 import json
 from typing import Any
 
-from deploy import topics
+from deploy import endpoint, topics
 from deploy.aws import DeployError, Run
 
 # The only actions granted on "*", each because the service has no resource type for it.
@@ -100,7 +100,15 @@ def hosting_policy(run: Run) -> Policy:
         _metrics(ENDPOINT_METRICS, *([TRANSFORM_METRICS] if stack.transform else [])),
         *_data_capture(run),
         *_batch_transform(run),
+        *_rollback_alarms(run),
     )
+
+
+def _rollback_alarms(run: Run) -> list[dict[str, Any]]:
+    """SageMaker reads the rollback alarms of a guarded rollout as the endpoint's role."""
+    names = endpoint.rollback_alarms(run)
+    arns = [run.arn("cloudwatch", f"alarm:{name}") for name in names]
+    return [_allow("ReadRollbackAlarms", ["cloudwatch:DescribeAlarms"], arns)] if arns else []
 
 
 def _data_capture(run: Run) -> list[dict[str, Any]]:
