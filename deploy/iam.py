@@ -12,7 +12,7 @@ import contextlib
 import json
 from typing import Any
 
-from deploy import endpoint, topics
+from deploy import alarms, endpoint, topics
 from deploy.aws import DeployError, Run
 
 # The only actions granted on "*", each because the service has no resource type for it.
@@ -232,6 +232,11 @@ def boundary_policy(run: Run) -> Policy:
             [run.arn("sagemaker", f"endpoint/{stack.endpoint_name.lower()}")],
         ),
         _allow("Notify", ["sns:Publish"], [topics.topic_arn(run, name) for name in topic_names]),
+        _allow(
+            "ReadOwnAlarms",
+            ["cloudwatch:DescribeAlarms"],
+            [run.arn("cloudwatch", f"alarm:{alarms.prefix(stack)}*")],
+        ),
     )
 
 

@@ -3,12 +3,14 @@ UpdateEndpoint's DeploymentConfig, followed step by step. moto has no UpdateEndp
 CloudWatch are scripted with botocore's Stubber (answers checked against the service model) and every
 script must be used up."""
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import boto3
 import pytest
 from botocore.stub import Stubber
+from parliament import analyze_policy_string
 
 from deploy import endpoint, iam
 from deploy.aws import DeployError, Run
@@ -62,7 +64,9 @@ def test_the_endpoint_role_may_read_the_rollback_alarms_and_no_others(tmp_path):
     run = Run(parse(stack_doc(CANARY | {"alarms": ["endpoint-5xx-rate"]}), tmp_path))
     run.__dict__["account"] = "123456789012"
     run.clients["sts"] = boto3.client("sts", region_name="us-east-1")
-    statements = {s["Sid"]: s for s in iam.hosting_policy(run)["Statement"]}
+    policy = iam.hosting_policy(run)
+    assert analyze_policy_string(json.dumps(policy)).findings == []
+    statements = {s["Sid"]: s for s in policy["Statement"]}
     assert statements["ReadRollbackAlarms"]["Resource"] == [
         f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:{FIVE_XX}"
     ]
