@@ -61,6 +61,7 @@ def up(run: Run, with_preflight: bool = False, on_rollback: endpoint.OnRollback 
     all_at_once = "the instance type changes" if new_type else None
     if live_kind and live_kind != stack.endpoint.kind:
         all_at_once = f"the endpoint kind changes from {live_kind}"
+    # The one place a rolled-back release is reported: on_rollback (the model registry rejects it there).
     endpoint.ensure_endpoint(run, config, current, new_type, all_at_once, on_rollback)
     # The previous config and model are kept by SageMaker only while in use; drop ours once superseded.
     endpoint_config.delete_endpoint_configs(run, keep=config)

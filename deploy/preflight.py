@@ -180,14 +180,19 @@ def answers(
     """Serves `model_dir` in `image` and returns each sample's top class (None for an answer that is not
     Kennel's top-k JSON, as a custom handler's may be). Raises PreflightError when the model does not
     load or an image is not answered with 200."""
-    container = client.containers.run(
-        image,
-        ["serve"],
-        detach=True,
-        name=f"{run.stack.name}-preflight-{uuid.uuid4().hex[:8]}",
-        volumes={str(model_dir): {"bind": MOUNT, "mode": "ro"}},
-        ports={"8080/tcp": ("127.0.0.1", None)},
-    )
+    import docker
+
+    try:
+        container = client.containers.run(
+            image,
+            ["serve"],
+            detach=True,
+            name=f"{run.stack.name}-preflight-{uuid.uuid4().hex[:8]}",
+            volumes={str(model_dir): {"bind": MOUNT, "mode": "ro"}},
+            ports={"8080/tcp": ("127.0.0.1", None)},
+        )
+    except docker.errors.DockerException as err:
+        raise PreflightError(f"pre-flight: Docker could not start {image}", str(err)) from None
     try:
         base = ready(run, container, model_dir)
         return [top_class(base, model_dir, sample) for sample in samples]

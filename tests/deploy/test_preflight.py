@@ -9,7 +9,7 @@ import boto3
 import pytest
 import torch
 
-from deploy import lifecycle, preflight
+from deploy import cli, lifecycle, preflight
 from deploy import stack as stack_module
 from deploy.aws import Run
 from tests.serve.conftest import TINY_LABELS, TINY_PREPROCESSING, TinyNet, write_model_dir
@@ -92,3 +92,11 @@ def test_without_docker_the_preflight_is_skipped_and_says_so(stack_doc, write_st
     run = Run(stack_module.load(write_stack(stack_doc)), dry_run=True, say=lines.append)
     lifecycle.up(run, with_preflight=True)
     assert any(line.startswith("pre-flight: skipped, Docker is not available (") for line in lines), lines
+
+
+def test_plan_says_whether_up_will_run_the_preflight(stack_file, capsys, monkeypatch):
+    assert cli.main(["plan", "--stack", str(stack_file), "--no-preflight"]) == 0
+    assert "pre-flight: off\n" in capsys.readouterr().out
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    assert cli.main(["plan", "--stack", str(stack_file)]) == 0
+    assert "pre-flight: skipped, Docker is not available (" in capsys.readouterr().out
