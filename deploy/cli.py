@@ -35,8 +35,8 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
-    "plan": Command(commands.plan),
-    "up": Command(commands.up),
+    "plan": Command(commands.plan, commands.preflight_arguments),
+    "up": Command(commands.up, commands.preflight_arguments),
     "down": Command(commands.down),
     "status": Command(commands.status),
     "invoke": Command(commands.invoke_image, commands.invoke_arguments),

@@ -10,21 +10,33 @@ from deploy import data, follow, invoke, lifecycle, registry, training, transfor
 from deploy.aws import Run
 
 
-def plan(args: argparse.Namespace, run: Run) -> int:
-    """python -m deploy plan --stack deploy/stack.example.toml
+def preflight_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-preflight",
+        action="store_true",
+        help="skip running a new model in the local serving image before it goes to AWS",
+    )
 
-    Lists what `up` would create, update or leave alone, changing nothing (describe calls only)."""
-    lifecycle.up(run)
+
+def plan(args: argparse.Namespace, run: Run) -> int:
+    """python -m deploy plan --stack deploy/stack.example.toml [--no-preflight]
+
+    Lists what `up` would create, update or leave alone, changing nothing (describe calls only), and
+    whether `up` runs the new model in the local serving image first."""
+    lifecycle.up(run, with_preflight=not args.no_preflight)
     print(f"plan: {len(run.changed())} change(s), {len(run.changes) - len(run.changed())} unchanged")
     return 0
 
 
 def up(args: argparse.Namespace, run: Run) -> int:
-    """python -m deploy up --stack deploy/stack.example.toml
+    """python -m deploy up --stack deploy/stack.example.toml [--no-preflight]
 
-    Creates or updates every resource: ECR and images, IAM, log groups, the model, the endpoint
-    (blue/green when it exists), auto-scaling and the Lambda. A second run changes nothing."""
-    lifecycle.up(run)
+    Runs a new model in the local serving image first, when Docker answers (the pre-flight: it must
+    load and classify sample images; --no-preflight skips it). Then creates or updates every resource:
+    ECR and images, IAM, log groups, the model, the endpoint (blue/green when it exists, in the steps of
+    [endpoint.rollout], rolled back by its alarms), auto-scaling and the Lambda. A second run changes
+    nothing."""
+    lifecycle.up(run, with_preflight=not args.no_preflight)
     print(f"up: {len(run.changed())} change(s)")
     return 0
 

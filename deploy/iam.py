@@ -12,7 +12,7 @@ import contextlib
 import json
 from typing import Any
 
-from deploy import topics
+from deploy import alarms, endpoint, topics
 from deploy.aws import DeployError, Run
 
 # The only actions granted on "*", each because the service has no resource type for it.
@@ -101,7 +101,15 @@ def hosting_policy(run: Run) -> Policy:
         _metrics(ENDPOINT_METRICS, *([TRANSFORM_METRICS] if stack.transform else [])),
         *_data_capture(run),
         *_batch_transform(run),
+        *_rollback_alarms(run),
     )
+
+
+def _rollback_alarms(run: Run) -> list[dict[str, Any]]:
+    """SageMaker reads the rollback alarms of a guarded rollout as the endpoint's role."""
+    names = endpoint.rollback_alarms(run)
+    arns = [run.arn("cloudwatch", f"alarm:{name}") for name in names]
+    return [_allow("ReadRollbackAlarms", ["cloudwatch:DescribeAlarms"], arns)] if arns else []
 
 
 def _data_capture(run: Run) -> list[dict[str, Any]]:
@@ -225,6 +233,11 @@ def boundary_policy(run: Run) -> Policy:
             [run.arn("sagemaker", f"endpoint/{stack.endpoint_name.lower()}")],
         ),
         _allow("Notify", ["sns:Publish"], [topics.topic_arn(run, name) for name in topic_names]),
+        _allow(
+            "ReadOwnAlarms",
+            ["cloudwatch:DescribeAlarms"],
+            [run.arn("cloudwatch", f"alarm:{alarms.prefix(stack)}*")],
+        ),
     )
 
 

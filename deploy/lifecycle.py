@@ -16,6 +16,7 @@ from deploy import (
     logs,
     model,
     notifications,
+    preflight,
     registry,
     s3,
     topics,
@@ -23,7 +24,25 @@ from deploy import (
 from deploy.aws import Run
 
 
-def up(run: Run) -> Run:
+def rejecting(
+    run: Run, version: registry.Version | None, on_rollback: endpoint.OnRollback | None
+) -> endpoint.OnRollback | None:
+    """What hears of a rolled-back release: with a registry version deployed, the registry first, which
+    marks that version Rejected with SageMaker's reason, so `latest-approved` no longer picks it."""
+    if version is None:
+        return on_rollback
+
+    def reject(reason: str) -> None:
+        registry.reject(run, version.number, f"rolled back by SageMaker: {reason}")
+        if on_rollback:
+            on_rollback(reason)
+
+    return reject
+
+
+def up(run: Run, with_preflight: bool = False, on_rollback: endpoint.OnRollback | None = None) -> Run:
+    """`with_preflight`: run a new model in the local serving image before anything goes to AWS.
+    `on_rollback` hears of a release SageMaker rolled back (the old model still serves)."""
     stack = run.stack
     version = registry.deployable(run)  # refuses a version that is not approved before anything changes
     live_kind = endpoint.live_kind(run)
@@ -31,6 +50,7 @@ def up(run: Run) -> Run:
     # SNS and the wake-up alarm are touched only by async stacks, or to clear what one left behind.
     was_async = stack.endpoint.kind == "async" or live_kind == "async"
     s3.ensure_bucket(run)
+    preflight.ensure_preflight(run, with_preflight)
     uris = {}
     for image in ecr.UP_IMAGES:
         ecr.ensure_repository(run, image)
@@ -58,7 +78,17 @@ def up(run: Run) -> Run:
     )
     if new_type:
         autoscaling.delete_scaling(run)
-    endpoint.ensure_endpoint(run, config, current, new_type)
+    # The alarms that roll a rollout back must exist before the update that names them.
+    notifications.ensure_topic(run)
+    alarms.ensure_alarms(run)
+    # SageMaker makes these changes all at once, whatever [endpoint.rollout] asks (docs/deploy.md).
+    all_at_once = "the instance type changes" if new_type else None
+    if live_kind and live_kind != stack.endpoint.kind:
+        all_at_once = f"the endpoint kind changes from {live_kind}"
+    # The one place a rolled-back release is reported.
+    endpoint.ensure_endpoint(
+        run, config, current, new_type, all_at_once, rejecting(run, version, on_rollback)
+    )
     # The previous config and model are kept by SageMaker only while in use; drop ours once superseded.
     endpoint_config.delete_endpoint_configs(run, keep=config)
     model.delete_models(run, keep=model_name)
@@ -67,8 +97,6 @@ def up(run: Run) -> Run:
         function.ensure_function(run, arns[stack.lambda_role])
     else:
         remove_proxy(run)
-    notifications.ensure_topic(run)
-    alarms.ensure_alarms(run)
     dashboard.ensure_dashboard(run)
     return run
 

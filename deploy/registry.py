@@ -336,6 +336,12 @@ def served(run: Run, found: Version) -> str:
     return f"{group(run)} {found.describe()}; {replaces}"
 
 
+def model_data_url(run: Run, arn: str) -> str:
+    """The model archive a version serves (its one container's ModelDataUrl)."""
+    described = run.client("sagemaker").describe_model_package(ModelPackageName=arn)
+    return described["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+
+
 def delete_group(run: Run) -> None:
     """Deletes every version, their statistics files, then the group (what is gone counts as done)."""
     if _describe_group(run) is None:

@@ -21,6 +21,7 @@ from deploy.stack.function import Lambda, parse_lambda
 from deploy.stack.kinds import endpoint_kind
 from deploy.stack.model import Images, Model, parse_images, parse_model
 from deploy.stack.registry import Registry, parse_registry
+from deploy.stack.rollout import Rollout, check_alarms
 from deploy.stack.training import Training, Tuning, parse_training, parse_tuning
 from deploy.stack.transform import Transform, parse_transform
 from deploy.stack.validate import PREFIX, StackError, Table
@@ -36,6 +37,7 @@ __all__ = [
     "Lambda",
     "Model",
     "Registry",
+    "Rollout",
     "Serverless",
     "Stack",
     "StackError",
@@ -143,7 +145,7 @@ def parse(doc: dict[str, Any], base: Path, path: Path | None = None) -> Stack:
     endpoint_table = top.table("endpoint")
     kind = endpoint_kind(endpoint_table, doc)
     bucket, prefix = _s3(top.table("s3"))
-    endpoint = parse_endpoint(endpoint_table, kind, prefix)
+    endpoint = parse_endpoint(endpoint_table, kind, prefix, base)
     model = parse_model(top.table("model"), base)
     stack = Stack(
         name=top.string("name", pattern=NAME),
@@ -165,6 +167,7 @@ def parse(doc: dict[str, Any], base: Path, path: Path | None = None) -> Stack:
         registry=parse_registry(top.table("registry", required=False), model),
     )
     top.reject_unknown()
+    check_alarms(endpoint.rollout, stack.alarms)
     return stack
 
 

@@ -1,9 +1,11 @@
 """[endpoint]: the SageMaker endpoint, with the table of its kind ([endpoint.serverless] or
-[endpoint.async]) and the optional [endpoint.data_capture]."""
+[endpoint.async]) and the optional [endpoint.data_capture] and [endpoint.rollout]."""
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from deploy.stack.rollout import Rollout, parse_rollout
 from deploy.stack.validate import INSTANCE_TYPE, PREFIX, StackError, Table
 
 VARIANT = re.compile(r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")
@@ -56,18 +58,21 @@ class Endpoint:
     async_inference: AsyncInference | None = None
     # EnableNetworkIsolation on the model: the serving container reaches no network. Serverless: always off.
     network_isolation: bool = True
+    rollout: Rollout = field(default_factory=Rollout)
 
 
-def parse_endpoint(table: Table, kind: str, prefix: str) -> Endpoint:
-    """The endpoint of `kind` (from `endpoint_kind`); `prefix` is [s3] prefix, where async prefixes live."""
+def parse_endpoint(table: Table, kind: str, prefix: str, base: Path) -> Endpoint:
+    """The endpoint of `kind` (from `endpoint_kind`); `prefix` is [s3] prefix, where async prefixes live;
+    `base` is the folder that paths resolve against."""
     instances = kind != "serverless"
+    instance_type = _instance_type(table) if instances else None
 
     def start_up(key: str) -> int | None:  # SageMaker manages a serverless endpoint's start-up
         return table.integer(key, minimum=60, maximum=3600) if instances else None
 
     endpoint = Endpoint(
         instance_count=table.integer("instance_count", minimum=1) if instances else None,
-        instance_type=_instance_type(table) if instances else None,
+        instance_type=instance_type,
         variant=table.string("variant", pattern=VARIANT),
         startup_health_check_timeout_seconds=start_up("startup_health_check_timeout_seconds"),
         model_download_timeout_seconds=start_up("model_download_timeout_seconds"),
@@ -79,6 +84,7 @@ def parse_endpoint(table: Table, kind: str, prefix: str) -> Endpoint:
         serverless=_serverless(table.table("serverless")) if kind == "serverless" else None,
         async_inference=_async(table.table("async"), prefix) if kind == "async" else None,
         data_capture=_data_capture(table.table("data_capture", required=False)),
+        rollout=parse_rollout(table.table("rollout", required=False), kind, instance_type, base),
     )
     table.reject_unknown()
     return endpoint

@@ -172,7 +172,7 @@ def allowed_by(statement: dict, action: str, resource: str, condition: dict) -> 
 
 
 @pytest.mark.parametrize(
-    "variant", ["realtime with transform", "data capture", "async with topics", "serverless"]
+    "variant", ["realtime with transform", "data capture", "async with topics", "serverless", "canary"]
 )
 def test_every_role_policy_of_every_kind_stays_inside_the_boundary(variant, tmp_path):
     doc = {
@@ -186,6 +186,13 @@ def test_every_role_policy_of_every_kind_stays_inside_the_boundary(variant, tmp_
             "endpoint": {**async_doc()["endpoint"], "async": {**ASYNC, "error_topic": True}},
         },
         "serverless": serverless_doc,
+        "canary": lambda: {
+            **example_doc(),
+            "endpoint": {
+                **example_doc()["endpoint"],
+                "rollout": {"strategy": "canary", "canary_percent": 10},
+            },
+        },
     }[variant]()
     run = docs_run(doc, tmp_path)
     boundary = statements(iam.boundary_policy(run))

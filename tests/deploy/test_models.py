@@ -14,7 +14,7 @@ import boto3
 import pytest
 from kennel_serve import codecs
 
-from deploy import cli, iam, lifecycle, registry, s3
+from deploy import cli, iam, lifecycle, preflight, registry, s3
 from deploy.aws import DeployError
 from deploy.stack import StackError, parse
 from tests.deploy.conftest import example_doc
@@ -291,6 +291,15 @@ def test_up_serves_only_an_approved_version_and_plan_says_which(latest_stack, ma
     plan = lifecycle.up(make_run(dry_run=True, path=latest_stack))
     (line,) = [str(c) for c in plan.changes if c.kind == "sagemaker model" and c.action == "create"]
     assert line.endswith(f"({GROUP} version 2 (Approved); replaces version 1; network isolated)")
+    # The pre-flight would run version 2's archive against version 1's, both found through the registry.
+    said: list[str] = []
+    dry = make_run(dry_run=True, path=latest_stack)
+    dry.say = said.append
+    preflight.ensure_preflight(dry, enabled=True)
+    archives = [registry.model_data_url(run, described(n)["ModelPackageArn"]) for n in (2, 1)]
+    (would,) = said
+    assert would.startswith("pre-flight: would run " + archives[0])
+    assert would.endswith(f"on 8 images, compared with the serving model {archives[1]}")
 
 
 def test_a_version_number_that_is_not_approved_is_refused(registry_doc, write_stack, make_run, tmp_path):
@@ -311,8 +320,13 @@ def test_rollback_rejects_the_version_up_deployed(latest_stack, make_run, tmp_pa
     assert models(latest_stack, "approve", "1") == 0
     run = lifecycle.up(make_run(path=latest_stack))
     deployed = registry.serving_version(run)
-    rejected = registry.reject(run, deployed.number, "rolled back: 5xx alarm")
-    assert (rejected.status, rejected.reason) == ("Rejected", "rolled back: 5xx alarm")
+    heard = []
+    # What up hands the endpoint step for a release SageMaker rolls back (moto cannot roll one back).
+    lifecycle.rejecting(run, deployed, heard.append)("alarm kennel-alarm-endpoint-5xx-rate fired")
+    rejected = registry.version(run, deployed.number)
+    reason = "rolled back by SageMaker: alarm kennel-alarm-endpoint-5xx-rate fired"
+    assert (rejected.status, rejected.reason) == ("Rejected", reason)
+    assert heard == ["alarm kennel-alarm-endpoint-5xx-rate fired"]
     with pytest.raises(DeployError, match="has no approved version"):
         lifecycle.up(make_run(path=latest_stack))
 
@@ -348,7 +362,7 @@ def test_every_registry_call_is_in_the_guides_deployer_policy(latest_stack, sess
     assert models(latest_stack, "register", str(write_model(tmp_path / "m1", 0.8, 0.79, None, None))) == 0
     assert models(latest_stack, "approve", "1") == 0
     assert models(latest_stack, "list") == 0
-    assert cli.main(["up", "--stack", str(latest_stack)]) == 0
+    assert cli.main(["up", "--stack", str(latest_stack), "--no-preflight"]) == 0
     registry_calls = {name for name in called if "ModelPackage" in name}
     assert registry_calls >= {
         "CreateModelPackageGroup",
