@@ -208,7 +208,8 @@ def trained_model(train_image, docker_client, tmp_path_factory) -> tuple[Path, P
     def train(root: Path) -> None:
         from kennel_train.synthetic import write_dataset
 
-        write_dataset(root / "data", classes=4, per_class=20, size=48, seed=5)
+        # Five classes: the page shows the top five.
+        write_dataset(root / "data", classes=5, per_class=20, size=48, seed=5)
         flags = ["--backbone=resnet18", "--weights=none", "--image-size=48", "--batch-size=8", "--epochs=3"]
         out = ["--data=/data", "--model-dir=/out/model", "--checkpoint-dir=/out/ck", "--output-dir=/out/o"]
         trainer = docker_client.containers.run(
