@@ -239,3 +239,22 @@ def stubbed(session: boto3.Session) -> Iterator:
     yield make
     for stubber in stubbers:
         stubber.assert_no_pending_responses()
+
+
+@pytest.fixture
+def stub_client() -> Iterator:
+    """stub_client(run, service) puts a Stubber-driven client of `service` into the run, for what moto
+    cannot do; at the end of the test every scripted answer must have been used."""
+    stubbers = []
+
+    def make(run: Run, service: str) -> Stubber:
+        client = boto3.client(service, region_name="us-east-1")
+        run.clients[service] = client
+        stubber = Stubber(client)
+        stubber.activate()
+        stubbers.append(stubber)
+        return stubber
+
+    yield make
+    for stubber in stubbers:
+        stubber.assert_no_pending_responses()

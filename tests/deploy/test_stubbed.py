@@ -1,9 +1,8 @@
 """What moto cannot do (its update_endpoint is a 500, provisioned concurrency a 404), scripted with
 botocore's Stubber and verified with assert_no_pending_responses."""
 
-from collections.abc import Iterator
+import functools
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
@@ -22,21 +21,9 @@ def run(tmp_path) -> Run:
 
 
 @pytest.fixture
-def stub(run: Run) -> Iterator:
+def stub(run: Run, stub_client):
     """stub(service) puts a stubbed client into the run; every script must be used up."""
-    stubbers = []
-
-    def make(service: str) -> Stubber:
-        client = boto3.client(service, region_name="us-east-1")
-        run.clients[service] = client
-        stubber = Stubber(client)
-        stubber.activate()
-        stubbers.append(stubber)
-        return stubber
-
-    yield make
-    for stubber in stubbers:
-        stubber.assert_no_pending_responses()
+    return functools.partial(stub_client, run)
 
 
 def described(status: str, config: str, reason: str | None = None) -> dict:
