@@ -25,6 +25,7 @@ test: build lint
 # Not part of `make test`: it takes about 20 minutes and wants a quiet machine.
 bench: build
 	$(PY) -m pip install -q -r bench/requirements.txt
+	$(PY) -m bench.peers.host install
 	$(PY) -m bench.serve --out bench/results/serving.json
 	$(PY) -m bench.train_throughput --out bench/results/training.json
 	$(PY) -m bench.report
