@@ -4,8 +4,10 @@ judged, the tables and how it was measured."""
 from bench.report import judge
 from bench.report.judge import LARGE_P99_GOAL_MS, LARGE_RATIO_GOAL, Goal
 from bench.report.load import (
+    KENNEL,
     KENNEL_FP32,
     KENNEL_INT8,
+    PEERS,
     TS_DEFAULT,
     TS_TUNED,
     Results,
@@ -271,6 +273,116 @@ def start_table(serving: dict) -> list[str]:
     return lines
 
 
+def peer_table(serving: dict) -> list[str]:
+    """Kennel beside BentoML and LitServe serving the same ONNX file (and the tuned TorchServe for fp32):
+    medians of the repetitions."""
+    servers = serving["servers"]
+    lines = [
+        "| server | c=1 req/s | c=1 p50 ms | c=1 p99 ms | c=4 req/s | c=4 p99 ms | c=16 req/s | c=16 p50 ms "
+        "| c=16 p99 ms | memory under load, MB | first prediction, s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for precision, peers in PEERS.items():
+        names = [KENNEL[precision], *peers] + ([TS_TUNED] if precision == "fp32" else [])
+        for name in (name for name in names if name in servers):
+            figures = [
+                median(point(serving, name, c, key))
+                for c, key in ((1, "rps"), (1, "p50"), (1, "p99"), (4, "rps"), (4, "p99"), (16, "rps"))
+            ] + [median(point(serving, name, 16, key)) for key in ("p50", "p99")]
+            memory = median([run["memory_bytes"] / 1e6 for run in servers[name]["runs"]])
+            first = median(cold(serving, name, "first_prediction_s"))
+            lines.append(
+                f"| {name} | {figures[0]:.1f} | {figures[1]:.0f} | {figures[2]:.0f} | {figures[3]:.1f} "
+                f"| {figures[4]:.0f} | {figures[5]:.1f} | {figures[6]:.0f} | {figures[7]:.0f} | {memory:.0f} "
+                f"| {first:.2f} |"
+            )
+    return lines
+
+
+def sweep_table(sweep: list) -> list[str]:
+    """`python -m bench.peers.sweep`'s points: every configuration tried, per precision."""
+    lines = [
+        "| precision | configuration | c=1 req/s | c=1 p99 ms | c=16 req/s | c=16 p99 ms | failed "
+        "| memory, MB | 1-minute load average |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in sweep:
+        c1, c16 = row["points"]["1"], row["points"]["16"]
+        lines.append(
+            f"| {row['precision']} | {row['server']} | {c1['rps']:.1f} | {c1['p99']:.0f} | {c16['rps']:.1f} "
+            f"| {c16['p99']:.0f} | {c16['failed']} | {row['memory_bytes'] / 1e6:.0f} "
+            f"| {row['load_average']:.1f} |"
+            if "load_average" in row
+            else f"| {c16['p99']:.0f} | {c16['failed']} | {row['memory_bytes'] / 1e6:.0f} | - |"
+        )
+    return lines
+
+
+def peer_lines(serving: dict, sweep: list | None) -> list[str]:
+    """The side-by-side table with the peers and the sweep their settings come from, when they ran."""
+    if not any(name in serving["servers"] for names in PEERS.values() for name in names):
+        return []
+    swept = (
+        [
+            "The sweep the peers' settings come from (`python -m bench.peers.sweep --out "
+            "bench/results/peers_sweep.json`: each configuration afresh, ab at concurrency 1 and 16, "
+            f"{sweep[0].get('seconds', 'a few')} s per point, one pass, on the shared machine; the best "
+            "throughput at concurrency 16 per peer and precision is what `make bench` runs, in "
+            "`PEERS_TUNED` of bench/serve.py):",
+            "",
+            *sweep_table(sweep),
+            "",
+        ]
+        if sweep
+        else []
+    )
+    return [
+        "Kennel, BentoML and LitServe on the same ONNX files with the same decoding and preprocessing, each "
+        "at its best configuration for these cores (medians of the repetitions; every figure with its spread "
+        "is in the tables below):",
+        "",
+        *peer_table(serving),
+        "",
+        *swept,
+    ]
+
+
+def latency_lines(latency: dict | None) -> list[str]:
+    """`python -m bench.latency`'s breakdown of a lone request, when it has run."""
+    if not latency:
+        return []
+    rounds = latency["rounds"]
+    names = {
+        "decode": "JPEG header and reduced-scale decode",
+        "preprocess": "preprocessing (resize, crop, normalise)",
+        "model_b1_spin_off": "model at batch 1, ONNX Runtime threads sleeping between operators (served)",
+        "model_b1_spin_on": "model at batch 1, ONNX Runtime threads spinning",
+        "answer": "softmax, top-5, JSON",
+        "thread_hop": "one hand-off to a thread pool and back (uvloop)",
+        "sequential_bound": "sequential bound: decode + preprocessing + model + answer, one loop",
+    }
+    lines = [
+        f"Where a lone {latency['precision'].upper()} request's milliseconds go (`python -m bench.latency`, "
+        f"{len(rounds)} interleaved rounds on the shared machine; median, min-max):",
+        "",
+        "| step | ms |",
+        "|---|---|",
+    ]
+    for key, name in names.items():
+        lines.append(f"| {name} | {spread([r['steps'][key] for r in rounds], 2)} |")
+    bound = median([r["steps"]["sequential_bound"] for r in rounds])
+    lines += ["", "| served by | req/s at concurrency 1 | mean ms | p99 ms | of the sequential bound |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    for image in rounds[0]["served"]:
+        points = [r["served"][image] for r in rounds]
+        mean = median([p["mean_ms"] for p in points])
+        lines.append(
+            f"| {image} | {spread([p['rps'] for p in points])} | {mean:.1f} | "
+            f"{spread([p['p99'] for p in points], 0)} | {bound / mean:.2f} |"
+        )
+    return ["", *lines, ""]
+
+
 def ceiling_table(serving: dict) -> list[str]:
     lines = ["| model | stage | batch | img/s |", "|---|---|---|---|"]
     for key in serving["ceilings"][0]:
@@ -509,6 +621,7 @@ def document(results: Results, figures: dict, goals: list[Goal], chart: str) -> 
         ["", "## Goals", ""],
         goal_table(goals),
         ["", "## Serving", "", f"![serving throughput and p99]({chart})", ""],
+        peer_lines(serving, results.peers_sweep),
         serving_table(serving),
         ["", "Start-up, memory and agreement (median and min-max over the repetitions):", ""],
         start_table(serving),
@@ -519,6 +632,7 @@ def document(results: Results, figures: dict, goals: list[Goal], chart: str) -> 
             "",
         ],
         ceiling_table(serving),
+        latency_lines(results.latency),
         ["", "Payload sizes at concurrency 16 (phone photos; memory right after each point):", ""],
         payload_table(serving),
         loadtest_lines(serving),
