@@ -13,6 +13,7 @@ bench/serve.py runs (`TUNED`) are the best at concurrency 16 here; docs/benchmar
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
 import uuid
@@ -28,18 +29,23 @@ from bench.standins import make_jpegs, make_model
 GRID = {
     "litserve": [
         PeerTuning("litserve", workers, threads, batch, wait)
-        for workers, threads in ((1, 2), (2, 1), (1, 1))
-        for batch, wait in ((8, 0), (16, 0), (8, 10), (4, 0))
+        for workers, threads, batch, wait in (
+            (1, 2, 8, 0),
+            (2, 1, 4, 0),
+            (2, 1, 8, 0),
+            (2, 1, 16, 0),
+            (2, 1, 8, 10),
+            (1, 1, 8, 0),
+        )
     ],
     "bentoml": [
         PeerTuning("bentoml", workers, threads, batch)
-        for workers, threads in ((1, 2), (2, 1), (1, 1))
-        for batch in (4, 8, 16)
+        for workers, threads, batch in ((1, 2, 8), (2, 1, 4), (2, 1, 8), (2, 1, 16), (1, 1, 8))
     ],
 }
 # Kennel: SAGEMAKER_MODEL_SERVER_WORKERS x ONNX Runtime threads per worker (KENNEL_CPUS / workers) x batches
 # at once in each worker (KENNEL_CONCURRENT_BATCHES).
-KENNEL_GRID = [(1, 2, 1), (1, 2, 2), (2, 1, 1), (1, 1, 2), (2, 2, 1)]
+KENNEL_GRID = [(1, 2, 1), (1, 2, 2), (2, 1, 1)]
 
 
 def measure(running: serve.Running, jpeg: bytes, body: Path, seconds: float) -> dict:
@@ -109,8 +115,25 @@ def main() -> None:
                     results.append(
                         {"precision": precision, "server": name, "seconds": args.seconds, **result}
                     )
+    for line in best(results):
+        print(line)
     if args.out:
         args.out.write_text(json.dumps(results, indent=1) + "\n")
+
+
+def best(results: list[dict]) -> list[str]:
+    """Per server kind and precision, the configuration with the highest median throughput at concurrency
+    16 over the passes."""
+    by_config: dict[tuple[str, str], list[float]] = {}
+    for row in results:
+        by_config.setdefault((row["precision"], row["server"]), []).append(row["points"][16]["rps"])
+    winners: dict[tuple[str, str], tuple[float, str]] = {}
+    for (precision, server), values in by_config.items():
+        key, figure = (precision, server.split(":")[0].split()[0]), statistics.median(values)
+        if figure > winners.get(key, (-1.0, ""))[0]:
+            winners[key] = (figure, server)
+    return [f"best {precision}: {server} ({rps:.1f} req/s at c=16)" for (precision, _), (rps, server) in
+            winners.items()]  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ def main() -> None:
     parser.add_argument("--memory-ab", type=Path, default=RESULTS / "memory_ab.json")
     parser.add_argument("--peers-sweep", type=Path, default=RESULTS / "peers_sweep.json")
     parser.add_argument("--latency", type=Path, default=RESULTS / "latency.json")
+    parser.add_argument("--runtime-ab", type=Path, default=RESULTS / "runtime_ab.json")
+    parser.add_argument("--kennel-sweep", type=Path, default=RESULTS / "kennel_sweep.json")
     parser.add_argument(
         "--doc", type=Path, default=DOC, help="where to write the page (its chart goes beside it)"
     )
@@ -35,8 +37,8 @@ def main() -> None:
         args.soak,
         args.memory_ab,
         args.peers_sweep,
-        args.latency,
-    )
+        args.latency, args.runtime_ab, args.kennel_sweep,
+    )  # fmt: skip
     figures = judge.ratios(results.serving)
     goals = judge.goals(results.serving, figures, results.memory_ab)
     chart = args.doc.with_name(CHART.name)

@@ -32,11 +32,14 @@ class Results:
     memory_ab: dict | None
     peers_sweep: list | None = None
     latency: dict | None = None
+    runtime_ab: dict | None = None
+    kennel_sweep: list | None = None
 
 
 def load(
     serving: Path, training: Path, decode: Path, gpu: Path, soak: Path, memory_ab: Path,
-    peers_sweep: Path | None = None, latency: Path | None = None,
+    peers_sweep: Path | None = None, latency: Path | None = None, runtime_ab: Path | None = None,
+    kennel_sweep: Path | None = None,
 ) -> Results:  # fmt: skip
     """The serving and training results must be there; the others are read when their files are."""
     return Results(
@@ -48,6 +51,8 @@ def load(
         memory_ab=_optional(memory_ab),
         peers_sweep=_optional(peers_sweep) if peers_sweep else None,
         latency=_optional(latency) if latency else None,
+        runtime_ab=_optional(runtime_ab) if runtime_ab else None,
+        kennel_sweep=_optional(kennel_sweep) if kennel_sweep else None,
     )
 
 

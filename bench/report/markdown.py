@@ -300,34 +300,36 @@ def peer_table(serving: dict) -> list[str]:
 
 
 def sweep_table(sweep: list) -> list[str]:
-    """`python -m bench.peers.sweep`'s points: every configuration tried, per precision."""
-    lines = [
-        "| precision | configuration | c=1 req/s | c=1 p99 ms | c=16 req/s | c=16 p99 ms | failed "
-        "| memory, MB | 1-minute load average |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    """A sweep's configurations, per precision: median and min-max over its passes."""
+    groups: dict[tuple[str, str], list[dict]] = {}
     for row in sweep:
-        c1, c16 = row["points"]["1"], row["points"]["16"]
+        groups.setdefault((row["precision"], row["server"]), []).append(row)
+    lines = [
+        "| precision | configuration | passes | c=1 req/s | c=1 p99 ms | c=16 req/s | c=16 p99 ms | failed "
+        "| memory, MB | 1-minute load average |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (precision, server), rows in groups.items():
+        c1, c16 = [row["points"]["1"] for row in rows], [row["points"]["16"] for row in rows]
+        load = [row["load_average"] for row in rows if "load_average" in row]
         lines.append(
-            f"| {row['precision']} | {row['server']} | {c1['rps']:.1f} | {c1['p99']:.0f} | {c16['rps']:.1f} "
-            f"| {c16['p99']:.0f} | {c16['failed']} | {row['memory_bytes'] / 1e6:.0f} "
-            f"| {row['load_average']:.1f} |"
-            if "load_average" in row
-            else f"| {c16['p99']:.0f} | {c16['failed']} | {row['memory_bytes'] / 1e6:.0f} | - |"
+            f"| {precision} | {server} | {len(rows)} | {spread([p['rps'] for p in c1])} "
+            f"| {spread([p['p99'] for p in c1], 0)} | {spread([p['rps'] for p in c16])} "
+            f"| {spread([p['p99'] for p in c16], 0)} | {sum(p['failed'] for p in c16)} "
+            f"| {spread([row['memory_bytes'] / 1e6 for row in rows], 0)} "
+            f"| {spread(load) if load else '-'} |"
         )
     return lines
 
 
 def peer_lines(serving: dict, sweep: list | None) -> list[str]:
     """The side-by-side table with the peers and the sweep their settings come from, when they ran."""
-    if not any(name in serving["servers"] for names in PEERS.values() for name in names):
-        return []
     swept = (
         [
             "The sweep the peers' settings come from (`python -m bench.peers.sweep --out "
             "bench/results/peers_sweep.json`: each configuration afresh, ab at concurrency 1 and 16, "
-            f"{sweep[0].get('seconds', 'a few')} s per point, one pass, on the shared machine; the best "
-            "throughput at concurrency 16 per peer and precision is what `make bench` runs, in "
+            f"{sweep[0]['seconds']:g} s per point, the passes interleaved, on the shared machine; the best "
+            "median throughput at concurrency 16 per peer and precision is what `make bench` runs, in "
             "`PEERS_TUNED` of bench/serve.py):",
             "",
             *sweep_table(sweep),
@@ -336,6 +338,8 @@ def peer_lines(serving: dict, sweep: list | None) -> list[str]:
         if sweep
         else []
     )
+    if not any(name in serving["servers"] for names in PEERS.values() for name in names):
+        return swept
     return [
         "Kennel, BentoML and LitServe on the same ONNX files with the same decoding and preprocessing, each "
         "at its best configuration for these cores (medians of the repetitions; every figure with its spread "
@@ -344,6 +348,99 @@ def peer_lines(serving: dict, sweep: list | None) -> list[str]:
         *peer_table(serving),
         "",
         *swept,
+    ]
+
+
+def _sweep_medians(sweep: list, precision: str) -> dict[str, dict[str, float]]:
+    """Per configuration of one precision: median c=16 req/s and p99, c=1 req/s, and memory in MB."""
+    groups: dict[str, list[dict]] = {}
+    for row in sweep:
+        if row["precision"] == precision:
+            groups.setdefault(row["server"], []).append(row)
+    return {
+        server: {
+            "rps": median([row["points"]["16"]["rps"] for row in rows]),
+            "p99": median([row["points"]["16"]["p99"] for row in rows]),
+            "c1": median([row["points"]["1"]["rps"] for row in rows]),
+            "mb": median([row["memory_bytes"] / 1e6 for row in rows]),
+        }
+        for server, rows in groups.items()
+    }
+
+
+def choices_lines(results: Results) -> list[str]:
+    """Why the serving image runs as it does, from the measurements that decided it (when they are here)."""
+    lines = []
+    if results.kennel_sweep:
+        for precision in ("fp32", "int8"):
+            configs = _sweep_medians(results.kennel_sweep, precision)
+            if not configs:
+                continue
+            described = "; ".join(
+                f"{server.removeprefix('Kennel ')}: {f['rps']:.1f} req/s, p99 {f['p99']:.0f} ms, "
+                f"{f['mb']:.0f} MB"
+                for server, f in configs.items()
+            )
+            lines.append(
+                f"- {precision} at concurrency 16, medians of the Kennel sweep's passes: {described}."
+            )
+    if results.latency:
+        rounds = results.latency["rounds"]
+        images = list(rounds[0]["served"])
+        if len(images) == 2:
+            before, after = images
+            cpu = [median([r["served"][image]["server_cpu_ms"] for r in rounds]) for image in images]
+            paired = [r["served"][after]["rps"] / r["served"][before]["rps"] for r in rounds]
+            lines.append(
+                f"- A lone INT8 request, {before} against {after} (alternating, {len(rounds)} rounds): "
+                f"server CPU per request {cpu[0]:.1f} ms against {cpu[1]:.1f} ms; requests/s at "
+                "concurrency 1, after over before, per round: "
+                + ", ".join(f"{ratio:.2f}" for ratio in paired)
+                + "."
+            )
+        spin = [
+            median([r["steps"][key] for r in rounds]) for key in ("model_b1_spin_off", "model_b1_spin_on")
+        ]
+        lines.append(
+            f"- ONNX Runtime's spinning threads at batch 1: {spin[1]:.1f} ms against {spin[0]:.1f} ms "
+            "sleeping between operators, on this shared machine: a spinning thread takes a core that "
+            "another process (or the server's own decoder) wants. Spinning stays off, also for a lone "
+            "request."
+        )
+    if results.runtime_ab:
+        rows, differences = (
+            results.runtime_ab["images_per_second"],
+            results.runtime_ab["largest_logit_difference"],
+        )
+        figures = {key: median(values) for key, values in rows.items()}
+        lines.append(
+            "- OpenVINO (median img/s, ONNX Runtime / OpenVINO defaults / OpenVINO f32): "
+            + "; ".join(
+                f"{key} {figures[f'{key} onnxruntime']:.1f} / {figures[f'{key} openvino']:.1f} / "
+                f"{figures[f'{key} openvino f32']:.1f}"
+                for key in dict.fromkeys(k.rsplit(" ", 1)[0] for k in rows if k.endswith(" onnxruntime"))
+            )
+            + f". Its defaults compute in bf16 on this CPU (logits up to {max(differences.values()):.2f} "
+            "from ONNX Runtime's, against the serving image's 1e-4 parity with PyTorch); held to f32 it "
+            "is no faster than ONNX Runtime here. Its wheel is about 180 MB: beside ONNX Runtime the image "
+            "would pass 490 MB. The serving image keeps ONNX Runtime."
+        )
+    return ["", "## Serving choices, measured", "", *lines, ""] if lines else []
+
+
+def kennel_sweep_lines(sweep: list | None) -> list[str]:
+    """Kennel's own workers x threads x batches at once, per precision (`bench.peers.sweep --only kennel`)."""
+    if not sweep:
+        return []
+    return [
+        "",
+        "Kennel's processes and threads (`python -m bench.peers.sweep --only kennel --reps 3 --out "
+        "bench/results/kennel_sweep.json`: SAGEMAKER_MODEL_SERVER_WORKERS, ONNX Runtime threads per worker "
+        "from KENNEL_CPUS, KENNEL_CONCURRENT_BATCHES; the passes interleave the configurations; the serving "
+        "image's defaults per precision come from it):",
+        "",
+        *sweep_table(sweep),
+        "",
     ]
 
 
@@ -379,6 +476,31 @@ def latency_lines(latency: dict | None) -> list[str]:
         lines.append(
             f"| {image} | {spread([p['rps'] for p in points])} | {mean:.1f} | "
             f"{spread([p['p99'] for p in points], 0)} | {bound / mean:.2f} |"
+        )
+    return ["", *lines, ""]
+
+
+def runtime_lines(runtime_ab: dict | None) -> list[str]:
+    """`python -m bench.runtime_ab`'s ONNX Runtime against OpenVINO, when it has run."""
+    if not runtime_ab:
+        return []
+    rows = runtime_ab["images_per_second"]
+    versions = runtime_ab["versions"]
+    lines = [
+        f"ONNX Runtime {versions['onnxruntime']} against OpenVINO {versions['openvino']} on the same files, "
+        "in one process, 2 threads, interleaved (`python -m bench.runtime_ab`; img/s, median and min-max):",
+        "",
+        "| model | batch | ONNX Runtime (served) | OpenVINO, its defaults | OpenVINO held to f32 "
+        "| largest logit difference from ONNX Runtime: defaults / f32 |",
+        "|---|---|---|---|---|---|",
+    ]
+    differences = runtime_ab["largest_logit_difference"]
+    for key in dict.fromkeys(key.rsplit(" ", 1)[0] for key in rows if key.endswith(" onnxruntime")):
+        precision, batch = key.split()
+        lines.append(
+            f"| {precision} | {batch[1:]} | {spread(rows[f'{key} onnxruntime'])} | "
+            f"{spread(rows[f'{key} openvino'])} | {spread(rows[f'{key} openvino f32'])} | "
+            f"{differences[f'{key} openvino']:.3f} / {differences[f'{key} openvino f32']:.4f} |"
         )
     return ["", *lines, ""]
 
@@ -632,9 +754,12 @@ def document(results: Results, figures: dict, goals: list[Goal], chart: str) -> 
             "",
         ],
         ceiling_table(serving),
+        kennel_sweep_lines(results.kennel_sweep),
         latency_lines(results.latency),
+        runtime_lines(results.runtime_ab),
         ["", "Payload sizes at concurrency 16 (phone photos; memory right after each point):", ""],
         payload_table(serving),
+        choices_lines(results),
         loadtest_lines(serving),
         ["", "Sizes:", ""],
         size_table(serving),
