@@ -7,14 +7,17 @@ sequential bound they add up to, and the served figure at concurrency 1 beside i
 Steps (median of many runs, one thread of control, the serving image's ONNX Runtime settings unless named):
 decode (JPEG header and reduced-scale decode), preprocessing, the model at batch 1 with spinning off (as
 served under load) and on, the answer (softmax, top-5, JSON), and one hand-off to a thread pool and back on
-the event loop (uvloop), which the server pays per step it runs off the loop. The sequential bound is decode
+the event loop (uvloop), which the server pays per step it runs off the loop. Served, the server's CPU time
+and its threads' time waiting for a CPU (the kernel's schedstat) per request. The sequential bound is decode
 + preprocessing + model (spinning off) + answer, run as one loop; the served figure is ab at concurrency 1
 against the image's container (`--cpus=2`, host network). With several images, the rounds interleave them.
 """
 
 import argparse
 import asyncio
+import contextlib
 import json
+import math
 import statistics
 import tempfile
 import time
@@ -109,6 +112,16 @@ def steps(model_dir: Path, precision: str, jpeg: bytes, repeats: int) -> dict[st
     }
 
 
+def waiting_seconds(pid: int) -> float:
+    """Seconds the process's threads have spent runnable but waiting for a CPU (/proc/PID/task/*/schedstat,
+    second field): the scheduler's share of a request's latency, which CPU time does not show."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(stat.read_text().split()[1])
+    return total / 1e9
+
+
 def served(
     image: str, model_dir: Path, precision: str, jpegs: list[bytes], body: Path, seconds: float
 ) -> dict:
@@ -119,9 +132,12 @@ def served(
     try:
         serve.wait_ready(running, jpegs[0], time.perf_counter())
         serve.warm_up(running.predict_url, body, levels=(1,))
-        cpu_before = running.cpu_seconds()
+        cpu_before, pid = running.cpu_seconds(), running.pid()
+        wait_before = waiting_seconds(pid)
         point = serve.run_ab(running.predict_url, body, 1, seconds)
-        point["server_cpu_ms"] = 1000 * (running.cpu_seconds() - cpu_before) / max(1, point["requests"])
+        requests = max(1, point["requests"])
+        point["server_wait_ms"] = 1000 * (waiting_seconds(pid) - wait_before) / requests
+        point["server_cpu_ms"] = 1000 * (running.cpu_seconds() - cpu_before) / requests
         point["mean_ms"] = 1000 / point["rps"]
         return point
     finally:
@@ -170,7 +186,8 @@ def report(results: dict) -> None:
             f"  served by {image}: {1000 / mean:.1f} req/s, mean {mean:.2f} ms, p50 "
             f"{statistics.median(p['p50'] for p in points):.0f}, "
             f"p99 {statistics.median(p['p99'] for p in points):.0f} ms, "
-            f"server CPU {statistics.median(p['server_cpu_ms'] for p in points):.1f} ms per request; "
+            f"server CPU {statistics.median(p['server_cpu_ms'] for p in points):.1f} ms and waiting for a "
+            f"CPU {statistics.median(p.get('server_wait_ms', math.nan) for p in points):.1f} ms per request; "
             f"{bound / mean:.2f} of the sequential bound ({1000 / bound:.1f}/s); "
             f"{mean - bound:.2f} ms above it"
         )

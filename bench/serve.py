@@ -67,13 +67,14 @@ SWEEP_NOTE = (
     "chosen as TorchServe's best at concurrency 16 in a sweep on this machine: 1 or 2 workers, "
     "OMP_NUM_THREADS 2 or 1, batchSize 1 to 16, maxBatchDelay 0 to 50 ms (the figures are in bench/serve.py)"
 )
-# The peers' best configurations at concurrency 16 per precision, from `python -m bench.peers.sweep` on this
-# machine (4 s per point; figures in docs/benchmarks.md, "Peers' sweep"). BentoML: workers x ONNX Runtime
-# threads (1x2, 2x1, 1x1) and max_batch_size 4, 8, 16; LitServe: the same, and batch_timeout 0 or 10 ms.
+# The peers' best configurations at concurrency 16 per precision: the highest median req/s of
+# `python -m bench.peers.sweep --seconds 5 --reps 2` on this machine (bench/results/peers_sweep.json,
+# rendered in docs/benchmarks.md). Tried: workers x ONNX Runtime threads 1x2, 2x1, 1x1, max_batch_size 4, 8,
+# 16, and for LitServe batch_timeout 0 or 10 ms. One process per core won for both peers and both precisions.
 PEERS_TUNED = {
     ("bentoml", "fp32"): PeerTuning("bentoml", workers=2, ort_threads=1, max_batch_size=8),
     ("bentoml", "int8"): PeerTuning("bentoml", workers=2, ort_threads=1, max_batch_size=8),
-    ("litserve", "fp32"): PeerTuning("litserve", workers=2, ort_threads=1, max_batch_size=8),
+    ("litserve", "fp32"): PeerTuning("litserve", workers=2, ort_threads=1, max_batch_size=16),
     ("litserve", "int8"): PeerTuning("litserve", workers=2, ort_threads=1, max_batch_size=8),
 }
 CEILING_BATCHES = (1, 8)
@@ -102,6 +103,7 @@ class Running:
     memory_bytes: Callable[[], int]
     logs: Callable[[], str] = lambda: ""
     cpu_seconds: Callable[[], float] = lambda: math.nan  # CPU time the server has used so far
+    pid: Callable[[], int | None] = lambda: None  # the server's main process, as this host sees it
 
 
 def configurations(int8: bool) -> list[Server]:
@@ -240,6 +242,7 @@ def start_kennel(
         f"{base}/invocations", f"{base}/ping", lambda: container.remove(force=True), memory_bytes
     )
     running.logs = lambda: container.logs().decode(errors="replace")
+    running.pid = lambda: client.api.inspect_container(container.id)["State"]["Pid"]
     running.cpu_seconds = lambda: container.stats(stream=False)["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
     return running
 

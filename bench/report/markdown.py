@@ -20,6 +20,7 @@ from bench.report.load import (
 
 COMMANDS = """make bench
 # which runs, after `make build` and `pip install -r bench/requirements.txt` into .venv:
+.venv/bin/python -m bench.peers.host install       # BentoML's and LitServe's environments under .kennel/
 .venv/bin/python -m bench.serve --out bench/results/serving.json
 .venv/bin/python -m bench.train_throughput --out bench/results/training.json
 .venv/bin/python -m bench.report
@@ -27,7 +28,13 @@ COMMANDS = """make bench
 .venv/bin/python -m bench.decode_agreement --out bench/results/decode.json
 .venv/bin/python -m bench.gpu --out bench/results/gpu.json   # on a GPU machine; elsewhere it says so
 # the serving image before a change as kennel-serve:before, after it as kennel-serve:local:
-.venv/bin/python -m bench.memory_ab --before kennel-serve:before --after kennel-serve:local"""
+.venv/bin/python -m bench.memory_ab --before kennel-serve:before --after kennel-serve:local
+.venv/bin/python -m bench.latency --image kennel-serve:before --image kennel-serve:local --reps 5 \
+    --out bench/results/latency.json
+# the settings' sweeps, and OpenVINO beside ONNX Runtime (from its own environment, bench/runtime_ab.py):
+.venv/bin/python -m bench.peers.sweep --seconds 5 --reps 2 --out bench/results/peers_sweep.json
+.venv/bin/python -m bench.peers.sweep --only kennel --reps 3 --out bench/results/kennel_sweep.json
+.kennel/openvino/bin/python -m bench.runtime_ab --model-dir MODEL_DIR --out bench/results/runtime_ab.json"""
 
 
 def spread(values: list[float], digits: int = 1) -> str:
@@ -468,14 +475,17 @@ def latency_lines(latency: dict | None) -> list[str]:
     for key, name in names.items():
         lines.append(f"| {name} | {spread([r['steps'][key] for r in rounds], 2)} |")
     bound = median([r["steps"]["sequential_bound"] for r in rounds])
-    lines += ["", "| served by | req/s at concurrency 1 | mean ms | p99 ms | of the sequential bound |",
-              "|---|---|---|---|---|"]  # fmt: skip
+    lines += ["", "| served by | req/s at concurrency 1 | mean ms | p99 ms | of the sequential bound "
+              "| server CPU ms per request | server threads waiting for a CPU, ms per request |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for image in rounds[0]["served"]:
         points = [r["served"][image] for r in rounds]
         mean = median([p["mean_ms"] for p in points])
         lines.append(
             f"| {image} | {spread([p['rps'] for p in points])} | {mean:.1f} | "
-            f"{spread([p['p99'] for p in points], 0)} | {bound / mean:.2f} |"
+            f"{spread([p['p99'] for p in points], 0)} | {bound / mean:.2f} "
+            f"| {spread([p['server_cpu_ms'] for p in points])} "
+            f"| {spread([p['server_wait_ms'] for p in points]) if 'server_wait_ms' in points[0] else '-'} |"
         )
     return ["", *lines, ""]
 
@@ -778,6 +788,16 @@ def document(results: Results, figures: dict, goals: list[Goal], chart: str) -> 
             "`bench/results/decode.json`"
             + (", `bench/results/gpu.json`" if gpu else "")
             + (", `bench/results/soak.json`" if soak else "")
+            + "".join(
+                f", `bench/results/{name}.json`"
+                for name, present in (
+                    ("peers_sweep", results.peers_sweep),
+                    ("kennel_sweep", results.kennel_sweep),
+                    ("latency", results.latency),
+                    ("runtime_ab", results.runtime_ab),
+                )
+                if present
+            )
             + ".",
         ],
     ]
