@@ -10,7 +10,8 @@ served under load) and on, the answer (softmax, top-5, JSON), and one hand-off t
 the event loop (uvloop), which the server pays per step it runs off the loop. Served, the server's CPU time
 and its threads' time waiting for a CPU (the kernel's schedstat) per request. The sequential bound is decode
 + preprocessing + model (spinning off) + answer, run as one loop; the served figure is ab at concurrency 1
-against the image's container (`--cpus=2`, host network). With several images, the rounds interleave them.
+against the image's container (`--cpus=2`, host network). With several images, the rounds interleave them, in
+turn first and last.
 """
 
 import argparse
@@ -152,9 +153,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="ab's seconds per served point")
     parser.add_argument("--repeats", type=int, default=200, help="runs per in-process step")
     parser.add_argument("--model-dir", type=Path, help="a benchmark model directory to reuse")
+    parser.add_argument("--note", default="", help="what the images differ in, for the report")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    results: dict = {"precision": args.precision, "rounds": []}
+    results: dict = {"precision": args.precision, "note": args.note, "rounds": []}
     with tempfile.TemporaryDirectory(prefix="kennel-latency-") as tmp:
         work = Path(tmp)
         jpegs = make_jpegs(16)
@@ -163,7 +165,9 @@ def main() -> None:
         model_dir = args.model_dir or make_model(work, [body])[1]
         for rep in range(args.reps):
             round_ = {"steps": steps(model_dir, args.precision, jpegs[0], args.repeats), "served": {}}
-            for image in args.image or []:
+            images = args.image or []
+            # A B, then B A: a machine whose load drifts within a round weighs on each image alike.
+            for image in images if rep % 2 == 0 else images[::-1]:
                 round_["served"][image] = served(image, model_dir, args.precision, jpegs, body, args.seconds)
             results["rounds"].append(round_)
             print(f"round {rep + 1}: " + json.dumps(round_, default=lambda v: round(v, 2)), flush=True)

@@ -1,6 +1,8 @@
 """docs/benchmarks.md from the benchmarks' results: the commands that made them, the ratios, the goals as
 judged, the tables and how it was measured."""
 
+from kennel_serve.settings import CONCURRENT_BATCHES
+
 from bench.report import judge
 from bench.report.judge import LARGE_P99_GOAL_MS, LARGE_RATIO_GOAL, Goal
 from bench.report.load import (
@@ -391,6 +393,14 @@ def choices_lines(results: Results) -> list[str]:
             lines.append(
                 f"- {precision} at concurrency 16, medians of the Kennel sweep's passes: {described}."
             )
+        lines.append(
+            "- So the serving image runs one worker with ONNX Runtime's threads = the CPUs and, by default "
+            "(KENNEL_CONCURRENT_BATCHES=auto), "
+            + ", ".join(f"{n} batch(es) at once for {p}" for p, n in CONCURRENT_BATCHES.items())
+            + ": for fp32 two overlapping batches keep both cores busy while one ONNX Runtime thread waits "
+            "for the other or for a decoder, as one process per core does, at half that memory; INT8's short "
+            "batches gain more from growing than from overlapping."
+        )
     if results.latency:
         rounds = results.latency["rounds"]
         images = list(rounds[0]["served"])
@@ -399,7 +409,8 @@ def choices_lines(results: Results) -> list[str]:
             cpu = [median([r["served"][image]["server_cpu_ms"] for r in rounds]) for image in images]
             paired = [r["served"][after]["rps"] / r["served"][before]["rps"] for r in rounds]
             lines.append(
-                f"- A lone INT8 request, {before} against {after} (alternating, {len(rounds)} rounds): "
+                f"- {results.latency.get('note') or 'A lone INT8 request'}: {before} against {after} "
+                f"({len(rounds)} rounds): "
                 f"server CPU per request {cpu[0]:.1f} ms against {cpu[1]:.1f} ms; requests/s at "
                 "concurrency 1, after over before, per round: "
                 + ", ".join(f"{ratio:.2f}" for ratio in paired)

@@ -3,16 +3,12 @@
 Like Triton's and TorchServe's dynamic batchers: block for the first item, then take whatever else is queued,
 waiting at most `max_delay_s` for more, up to `max_batch_size` items. With the default delay of 0 a lone
 request is never held back; under load, requests that arrive while a batch runs form the next batch.
-
-`run_now` is the lone request's short cut: when the model is idle and nothing is queued, the thread that just
-preprocessed the item runs the model itself, sparing the hand-offs to the event loop, the batcher and its
-thread and back (about 2 ms of a 25 ms INT8 request here, docs/benchmarks.md). It is the batch of one that
-the batcher would have formed; under load the model is busy or items are queued, and they batch as before.
+With `concurrency` 2 (fp32's default, settings.CONCURRENT_BATCHES), a second batch starts while the first
+runs, and the two share ONNX Runtime's threads: docs/benchmarks.md has the measurement that chose it.
 """
 
 import asyncio
 import logging
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -41,9 +37,6 @@ class MicroBatcher:
         # `concurrency` threads: with 1, batches run one after another, each using all of the model's intra-op
         # threads; with 2, the next batch starts while one runs, and ONNX Runtime shares its threads between.
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="predict")
-        # A slot per model call in progress, taken by the batcher's threads or by `run_now`'s caller.
-        self._model = threading.Semaphore(concurrency)
-        self._submitted = 0  # items in `submit` that have no result yet; changed on the event loop only
         self._task: asyncio.Task | None = None
         self._batches: set[asyncio.Task] = set()
 
@@ -63,31 +56,11 @@ class MicroBatcher:
         await asyncio.gather(*self._batches, return_exceptions=True)
         self._executor.shutdown(wait=True)
 
-    def run_now(self, item: np.ndarray) -> np.ndarray | None:
-        """The model's result for one item, computed on the calling thread when the model is idle and no
-        other item waits for it; None otherwise (then `submit` it). Never with a batching delay, which asks
-        to wait."""
-        if self._max_delay_s > 0 or self._submitted or not self._model.acquire(blocking=False):
-            return None
-        try:
-            self._on_batch(1)
-            return self._predict(item[np.newaxis])[0]
-        finally:
-            self._model.release()
-
-    def _predict_batch(self, inputs: np.ndarray) -> np.ndarray:
-        with self._model:
-            return self._predict(inputs)
-
     async def submit(self, item: np.ndarray) -> np.ndarray:
         """The model's result for one item; waits for the batch it joins."""
         future = asyncio.get_running_loop().create_future()
-        self._submitted += 1
-        try:
-            await self._queue.put((item, future))
-            return await future
-        finally:
-            self._submitted -= 1
+        await self._queue.put((item, future))
+        return await future
 
     async def _collect(self) -> list[tuple[np.ndarray, asyncio.Future]]:
         batch = [await self._queue.get()]
@@ -125,7 +98,7 @@ class MicroBatcher:
         self._on_batch(len(batch))
         inputs = np.stack([item for item, _ in batch])
         try:
-            outputs = await loop.run_in_executor(self._executor, self._predict_batch, inputs)
+            outputs = await loop.run_in_executor(self._executor, self._predict, inputs)
             for (_, future), output in zip(batch, outputs, strict=True):
                 if not future.done():
                     future.set_result(output)
