@@ -1,7 +1,7 @@
 # Kennel: two commands on a fresh machine.
 #   make up      set the machine up, build the images, run the local stack (docker compose)
 #   make test    set the machine up, build the images, lint, run every test layer
-#   make bench   benchmarks against TorchServe and the in-process ceiling; writes docs/benchmarks.md (~20 min)
+#   make bench   benchmarks against TorchServe, BentoML, LitServe and the in-process ceiling; writes docs/benchmarks.md (~35 min)
 #   make soak    20 minutes of good, bad and hostile requests to the compose stack; adds to docs/benchmarks.md
 #   make build IMAGES=serve-compat   the serving image's compatibility build (torch and the real inference
 #                toolkit, on the training image; containers/serve/README.md says when it is worth it)
@@ -25,9 +25,10 @@ TEST_WORKERS ?= auto
 test: build lint
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
-# Not part of `make test`: it takes about 20 minutes and wants a quiet machine.
+# Not part of `make test`: it takes about 35 minutes (BentoML and LitServe included) and wants a quiet machine.
 bench: build
 	$(PY) -m pip install -q -r bench/requirements.txt
+	$(PY) -m bench.peers.host install
 	$(PY) -m bench.serve --out bench/results/serving.json
 	$(PY) -m bench.train_throughput --out bench/results/training.json
 	$(PY) -m bench.report

@@ -1,5 +1,6 @@
 """Serving benchmark: Kennel's serving image, TorchServe 0.12 (defaults and tuned) and the in-process ONNX
-Runtime ceilings, side by side on this machine, in one run; writes raw results as JSON.
+Runtime ceilings, side by side on this machine, in one run, with BentoML and LitServe serving the same ONNX
+files (bench/peers/); writes raw results as JSON.
 
     make bench                                                                  # everything, then the report
     .venv/bin/python -m bench.serve --out bench/results/serving.json            # what make bench runs
@@ -7,9 +8,11 @@ Runtime ceilings, side by side on this machine, in one run; writes raw results a
 
 Needs the built serving image (`make build`), ApacheBench (`ab`), Java 17 and bench/requirements.txt in
 .venv. The model is torchvision's ResNet-50 with random weights (seed 0) and 133 classes, written by the
-training image's own export code; TorchServe serves a TorchScript trace of the same weights. Every server
-gets the same two cores: Kennel's container with `--cpus=2` on the host network, TorchServe on the host
-under `taskset -c 0-1`; both answer on 127.0.0.1 only, and ab runs on the same cores. Each repetition starts
+training image's own export code; TorchServe serves a TorchScript trace of the same weights; BentoML and
+LitServe serve the same ONNX files with the serving image's decoding and preprocessing, each from its own
+environment under .kennel/ (made at start when missing). Every server gets the same two cores: Kennel's
+container with `--cpus=2` on the host network, TorchServe and the peers on the host
+under `taskset -c 0-1`; all answer on 127.0.0.1 only, and ab runs on the same cores. Each repetition starts
 every server afresh (that start is the cold-start figure), warms it up, then measures concurrency 1, 4 and
 16; the repetitions interleave the servers (A B C A B C ...) and the in-process ceilings. Kennel fp32, Kennel
 INT8 and the tuned TorchServe then take the payload-size axis at concurrency 16: a 2 MP and a 12 MP photo
@@ -48,6 +51,8 @@ from PIL import Image
 
 from bench import photos, standins
 from bench import torchserve_host as torchserve
+from bench.peers import host as peers
+from bench.peers.host import PeerTuning
 from bench.standins import CLASSES, make_jpegs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +67,16 @@ SWEEP_NOTE = (
     "chosen as TorchServe's best at concurrency 16 in a sweep on this machine: 1 or 2 workers, "
     "OMP_NUM_THREADS 2 or 1, batchSize 1 to 16, maxBatchDelay 0 to 50 ms (the figures are in bench/serve.py)"
 )
+# The peers' best configurations at concurrency 16 per precision: the highest median req/s of
+# `python -m bench.peers.sweep --seconds 5 --reps 2` on this machine (bench/results/peers_sweep.json,
+# rendered in docs/benchmarks.md). Tried: workers x ONNX Runtime threads 1x2, 2x1, 1x1, max_batch_size 4, 8,
+# 16, and for LitServe batch_timeout 0 or 10 ms. One process per core won for both peers and both precisions.
+PEERS_TUNED = {
+    ("bentoml", "fp32"): PeerTuning("bentoml", workers=2, ort_threads=1, max_batch_size=8),
+    ("bentoml", "int8"): PeerTuning("bentoml", workers=2, ort_threads=1, max_batch_size=8),
+    ("litserve", "fp32"): PeerTuning("litserve", workers=2, ort_threads=1, max_batch_size=16),
+    ("litserve", "int8"): PeerTuning("litserve", workers=2, ort_threads=1, max_batch_size=8),
+}
 CEILING_BATCHES = (1, 8)
 # The payload-size axis: phone photos as users send them (bench/photos.py), at concurrency 16, on these.
 LARGE_PAYLOADS = {"2 MP": (1632, 1224), "12 MP": (4032, 3024)}
@@ -73,9 +88,11 @@ LOADTEST_P99_MS = 500
 @dataclass(frozen=True)
 class Server:
     name: str
-    kind: str  # "kennel" or "torchserve"
+    kind: str  # "kennel", "torchserve", "bentoml" or "litserve"
     environment: dict[str, str] = field(default_factory=dict)
     tuning: torchserve.Tuning | None = None
+    peer: PeerTuning | None = None
+    precision: str = "fp32"
 
 
 @dataclass
@@ -86,20 +103,34 @@ class Running:
     memory_bytes: Callable[[], int]
     logs: Callable[[], str] = lambda: ""
     cpu_seconds: Callable[[], float] = lambda: math.nan  # CPU time the server has used so far
+    pid: Callable[[], int | None] = lambda: None  # the server's main process, as this host sees it
 
 
 def configurations(int8: bool) -> list[Server]:
+    precisions = ("fp32", "int8") if int8 else ("fp32",)
     servers = [Server("Kennel fp32", "kennel", {"KENNEL_PRECISION": "fp32"})]
     if int8:
-        servers.append(Server("Kennel INT8", "kennel"))
+        servers.append(Server("Kennel INT8", "kennel", precision="int8"))
     return [
         *servers,
         Server("TorchServe default", "torchserve", tuning=torchserve.Tuning()),
         Server("TorchServe tuned", "torchserve", tuning=TORCHSERVE_TUNED),
+        *(
+            Server(
+                f"{peers.NAMES[kind]} {precision.replace('int8', 'INT8')}",
+                kind,
+                peer=PEERS_TUNED[kind, precision],
+                precision=precision,
+            )
+            for kind in peers.PEERS
+            for precision in precisions
+        ),
     ]
 
 
 def describe(server: Server) -> str | None:
+    if server.peer is not None:
+        return f"{server.peer.describe()}; the best at concurrency 16 in `python -m bench.peers.sweep` here"
     if server.tuning == TORCHSERVE_TUNED:
         return f"{server.tuning.describe()}; {SWEEP_NOTE}"
     return server.tuning.describe() if server.tuning else None
@@ -211,6 +242,7 @@ def start_kennel(
         f"{base}/invocations", f"{base}/ping", lambda: container.remove(force=True), memory_bytes
     )
     running.logs = lambda: container.logs().decode(errors="replace")
+    running.pid = lambda: client.api.inspect_container(container.id)["State"]["Pid"]
     running.cpu_seconds = lambda: container.stats(stream=False)["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
     return running
 
@@ -218,6 +250,17 @@ def start_kennel(
 def start_torchserve(mar: Path, server: Server, home: Path) -> Running:
     running = torchserve.start(mar, server.tuning, f"0-{CPUS - 1}", home)
     return Running(running.predict_url, f"{running.url}/ping", running.stop, running.rss_bytes)
+
+
+def start_peer(model_dir: Path, server: Server, home: Path) -> Running:
+    running = peers.start(server.peer, model_dir, server.precision, f"0-{CPUS - 1}", home)
+    return Running(
+        running.predict_url,
+        running.ping_url,
+        running.stop,
+        running.rss_bytes,
+        cpu_seconds=running.cpu_seconds,
+    )
 
 
 def wait_ready(running: Running, jpeg: bytes, started: float, timeout_s: float = 180) -> dict[str, Any]:
@@ -234,6 +277,7 @@ def top1(running: Running, jpegs: list[bytes]) -> list[int]:
         )
         answer.raise_for_status()
         body = answer.json()
+        body = body[0] if isinstance(body, list) else body  # BentoML answers a batch axis of one
         first = body["predictions"][0][0]["index"] if "predictions" in body else next(iter(body))
         indices.append(int(first.removeprefix("class_")) if isinstance(first, str) else first)
     return indices
@@ -348,6 +392,15 @@ def footprints(client: docker.DockerClient, image: str) -> dict[str, int]:
     return parts
 
 
+def peer_versions() -> dict[str, str]:
+    """The peers' versions, as pinned in their requirements files (what their environments hold)."""
+    versions = {}
+    for kind in peers.PEERS:
+        pins = peers.requirements(kind).read_text()
+        versions[kind] = re.search(rf"^{kind}==(\S+)$", pins, re.M).group(1)
+    return versions
+
+
 def machine() -> dict[str, Any]:
     cpu = re.search(r"Model name:\s+(.+)", subprocess.run(["lscpu"], capture_output=True, text=True).stdout)
     memory = re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())
@@ -363,7 +416,8 @@ def machine() -> dict[str, Any]:
         "versions": {
             name: metadata.version(name)
             for name in ("onnxruntime", "torch", "torchvision", "torchserve", "torch-model-archiver")
-        },
+        }
+        | peer_versions(),
     }
 
 
@@ -378,6 +432,7 @@ def main() -> None:
     args = parser.parse_args()
 
     client = docker.from_env()
+    peers.install()
     results: dict[str, Any] = {"seconds": args.seconds, "machine": machine(), "load_start": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix="kennel-bench-") as tmp:
         work = Path(tmp)
@@ -415,6 +470,8 @@ def main() -> None:
                 started = time.perf_counter()
                 if server.kind == "kennel":
                     running = start_kennel(client, args.image, model_dir, server)
+                elif server.peer is not None:
+                    running = start_peer(model_dir, server, work / f"peer-{uuid.uuid4().hex[:8]}")
                 else:
                     running = start_torchserve(mars[server.name], server, work / f"ts-{uuid.uuid4().hex[:8]}")
                 try:

@@ -15,6 +15,10 @@ KENNEL_FP32, TS_DEFAULT, TS_TUNED, KENNEL_INT8 = (
     "Kennel INT8",
 )
 
+# The peers serving the same ONNX files (bench/peers/), and Kennel's server of the same model, per precision.
+PEERS = {"fp32": ("BentoML fp32", "LitServe fp32"), "int8": ("BentoML INT8", "LitServe INT8")}
+KENNEL = {"fp32": KENNEL_FP32, "int8": KENNEL_INT8}
+
 
 @dataclass(frozen=True)
 class Results:
@@ -26,9 +30,17 @@ class Results:
     gpu: dict | None
     soak: dict | None
     memory_ab: dict | None
+    peers_sweep: list | None = None
+    latency: dict | None = None
+    runtime_ab: dict | None = None
+    kennel_sweep: list | None = None
 
 
-def load(serving: Path, training: Path, decode: Path, gpu: Path, soak: Path, memory_ab: Path) -> Results:
+def load(
+    serving: Path, training: Path, decode: Path, gpu: Path, soak: Path, memory_ab: Path,
+    peers_sweep: Path | None = None, latency: Path | None = None, runtime_ab: Path | None = None,
+    kennel_sweep: Path | None = None,
+) -> Results:  # fmt: skip
     """The serving and training results must be there; the others are read when their files are."""
     return Results(
         serving=json.loads(serving.read_text()),
@@ -37,10 +49,14 @@ def load(serving: Path, training: Path, decode: Path, gpu: Path, soak: Path, mem
         gpu=_optional(gpu),
         soak=_optional(soak),
         memory_ab=_optional(memory_ab),
+        peers_sweep=_optional(peers_sweep) if peers_sweep else None,
+        latency=_optional(latency) if latency else None,
+        runtime_ab=_optional(runtime_ab) if runtime_ab else None,
+        kennel_sweep=_optional(kennel_sweep) if kennel_sweep else None,
     )
 
 
-def _optional(path: Path) -> dict | None:
+def _optional(path: Path) -> dict | list | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 

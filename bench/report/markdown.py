@@ -1,11 +1,15 @@
 """docs/benchmarks.md from the benchmarks' results: the commands that made them, the ratios, the goals as
 judged, the tables and how it was measured."""
 
+from kennel_serve.settings import CONCURRENT_BATCHES
+
 from bench.report import judge
 from bench.report.judge import LARGE_P99_GOAL_MS, LARGE_RATIO_GOAL, Goal
 from bench.report.load import (
+    KENNEL,
     KENNEL_FP32,
     KENNEL_INT8,
+    PEERS,
     TS_DEFAULT,
     TS_TUNED,
     Results,
@@ -18,6 +22,7 @@ from bench.report.load import (
 
 COMMANDS = """make bench
 # which runs, after `make build` and `pip install -r bench/requirements.txt` into .venv:
+.venv/bin/python -m bench.peers.host install       # BentoML's and LitServe's environments under .kennel/
 .venv/bin/python -m bench.serve --out bench/results/serving.json
 .venv/bin/python -m bench.train_throughput --out bench/results/training.json
 .venv/bin/python -m bench.report
@@ -25,7 +30,13 @@ COMMANDS = """make bench
 .venv/bin/python -m bench.decode_agreement --out bench/results/decode.json
 .venv/bin/python -m bench.gpu --out bench/results/gpu.json   # on a GPU machine; elsewhere it says so
 # the serving image before a change as kennel-serve:before, after it as kennel-serve:local:
-.venv/bin/python -m bench.memory_ab --before kennel-serve:before --after kennel-serve:local"""
+.venv/bin/python -m bench.memory_ab --before kennel-serve:before --after kennel-serve:local
+.venv/bin/python -m bench.latency --image kennel-serve:before --image kennel-serve:local --reps 5 \
+    --out bench/results/latency.json
+# the settings' sweeps, and OpenVINO beside ONNX Runtime (from its own environment, bench/runtime_ab.py):
+.venv/bin/python -m bench.peers.sweep --seconds 5 --reps 2 --out bench/results/peers_sweep.json
+.venv/bin/python -m bench.peers.sweep --only kennel --reps 3 --out bench/results/kennel_sweep.json
+.kennel/openvino/bin/python -m bench.runtime_ab --model-dir MODEL_DIR --out bench/results/runtime_ab.json"""
 
 
 def spread(values: list[float], digits: int = 1) -> str:
@@ -271,6 +282,250 @@ def start_table(serving: dict) -> list[str]:
     return lines
 
 
+def peer_table(serving: dict) -> list[str]:
+    """Kennel beside BentoML and LitServe serving the same ONNX file (and the tuned TorchServe for fp32):
+    medians of the repetitions."""
+    servers = serving["servers"]
+    lines = [
+        "| server | c=1 req/s | c=1 p50 ms | c=1 p99 ms | c=4 req/s | c=4 p99 ms | c=16 req/s | c=16 p50 ms "
+        "| c=16 p99 ms | memory under load, MB | first prediction, s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for precision, peers in PEERS.items():
+        names = [KENNEL[precision], *peers] + ([TS_TUNED] if precision == "fp32" else [])
+        for name in (name for name in names if name in servers):
+            figures = [
+                median(point(serving, name, c, key))
+                for c, key in ((1, "rps"), (1, "p50"), (1, "p99"), (4, "rps"), (4, "p99"), (16, "rps"))
+            ] + [median(point(serving, name, 16, key)) for key in ("p50", "p99")]
+            memory = median([run["memory_bytes"] / 1e6 for run in servers[name]["runs"]])
+            first = median(cold(serving, name, "first_prediction_s"))
+            lines.append(
+                f"| {name} | {figures[0]:.1f} | {figures[1]:.0f} | {figures[2]:.0f} | {figures[3]:.1f} "
+                f"| {figures[4]:.0f} | {figures[5]:.1f} | {figures[6]:.0f} | {figures[7]:.0f} | {memory:.0f} "
+                f"| {first:.2f} |"
+            )
+    return lines
+
+
+def sweep_table(sweep: list) -> list[str]:
+    """A sweep's configurations, per precision: median and min-max over its passes."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in sweep:
+        groups.setdefault((row["precision"], row["server"]), []).append(row)
+    lines = [
+        "| precision | configuration | passes | c=1 req/s | c=1 p99 ms | c=16 req/s | c=16 p99 ms | failed "
+        "| memory, MB | 1-minute load average |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (precision, server), rows in groups.items():
+        c1, c16 = [row["points"]["1"] for row in rows], [row["points"]["16"] for row in rows]
+        load = [row["load_average"] for row in rows if "load_average" in row]
+        lines.append(
+            f"| {precision} | {server} | {len(rows)} | {spread([p['rps'] for p in c1])} "
+            f"| {spread([p['p99'] for p in c1], 0)} | {spread([p['rps'] for p in c16])} "
+            f"| {spread([p['p99'] for p in c16], 0)} | {sum(p['failed'] for p in c16)} "
+            f"| {spread([row['memory_bytes'] / 1e6 for row in rows], 0)} "
+            f"| {spread(load) if load else '-'} |"
+        )
+    return lines
+
+
+def peer_lines(serving: dict, sweep: list | None) -> list[str]:
+    """The side-by-side table with the peers and the sweep their settings come from, when they ran."""
+    swept = (
+        [
+            "The sweep the peers' settings come from (`python -m bench.peers.sweep --out "
+            "bench/results/peers_sweep.json`: each configuration afresh, ab at concurrency 1 and 16, "
+            f"{sweep[0]['seconds']:g} s per point, the passes interleaved, on the shared machine; the best "
+            "median throughput at concurrency 16 per peer and precision is what `make bench` runs, in "
+            "`PEERS_TUNED` of bench/serve.py):",
+            "",
+            *sweep_table(sweep),
+            "",
+        ]
+        if sweep
+        else []
+    )
+    if not any(name in serving["servers"] for names in PEERS.values() for name in names):
+        return swept
+    return [
+        "Kennel, BentoML and LitServe on the same ONNX files with the same decoding and preprocessing, each "
+        "at its best configuration for these cores (medians of the repetitions; every figure with its spread "
+        "is in the tables below):",
+        "",
+        *peer_table(serving),
+        "",
+        *swept,
+    ]
+
+
+def _sweep_medians(sweep: list, precision: str) -> dict[str, dict[str, float]]:
+    """Per configuration of one precision: median c=16 req/s and p99, c=1 req/s, and memory in MB."""
+    groups: dict[str, list[dict]] = {}
+    for row in sweep:
+        if row["precision"] == precision:
+            groups.setdefault(row["server"], []).append(row)
+    return {
+        server: {
+            "rps": median([row["points"]["16"]["rps"] for row in rows]),
+            "p99": median([row["points"]["16"]["p99"] for row in rows]),
+            "c1": median([row["points"]["1"]["rps"] for row in rows]),
+            "mb": median([row["memory_bytes"] / 1e6 for row in rows]),
+        }
+        for server, rows in groups.items()
+    }
+
+
+def choices_lines(results: Results) -> list[str]:
+    """Why the serving image runs as it does, from the measurements that decided it (when they are here)."""
+    lines = []
+    if results.kennel_sweep:
+        for precision in ("fp32", "int8"):
+            configs = _sweep_medians(results.kennel_sweep, precision)
+            if not configs:
+                continue
+            described = "; ".join(
+                f"{server.removeprefix('Kennel ')}: {f['rps']:.1f} req/s, p99 {f['p99']:.0f} ms, "
+                f"{f['mb']:.0f} MB"
+                for server, f in configs.items()
+            )
+            lines.append(
+                f"- {precision} at concurrency 16, medians of the Kennel sweep's passes: {described}."
+            )
+        lines.append(
+            "- So the serving image runs one worker with ONNX Runtime's threads = the CPUs and, by default "
+            "(KENNEL_CONCURRENT_BATCHES=auto), "
+            + ", ".join(f"{n} batch(es) at once for {p}" for p, n in CONCURRENT_BATCHES.items())
+            + ": for fp32 two overlapping batches keep both cores busy while one ONNX Runtime thread waits "
+            "for the other or for a decoder, as one process per core does, at half that memory; INT8's short "
+            "batches gain more from growing than from overlapping."
+        )
+    if results.latency:
+        rounds = results.latency["rounds"]
+        images = list(rounds[0]["served"])
+        if len(images) == 2:
+            before, after = images
+            cpu = [median([r["served"][image]["server_cpu_ms"] for r in rounds]) for image in images]
+            paired = [r["served"][after]["rps"] / r["served"][before]["rps"] for r in rounds]
+            lines.append(
+                f"- {results.latency.get('note') or 'A lone INT8 request'}: {before} against {after} "
+                f"({len(rounds)} rounds): "
+                f"server CPU per request {cpu[0]:.1f} ms against {cpu[1]:.1f} ms; requests/s at "
+                "concurrency 1, after over before, per round: "
+                + ", ".join(f"{ratio:.2f}" for ratio in paired)
+                + "."
+            )
+        spin = [
+            median([r["steps"][key] for r in rounds]) for key in ("model_b1_spin_off", "model_b1_spin_on")
+        ]
+        lines.append(
+            f"- ONNX Runtime's spinning threads at batch 1: {spin[1]:.1f} ms against {spin[0]:.1f} ms "
+            "sleeping between operators, on this shared machine: a spinning thread takes a core that "
+            "another process (or the server's own decoder) wants. Spinning stays off, also for a lone "
+            "request."
+        )
+    if results.runtime_ab:
+        rows, differences = (
+            results.runtime_ab["images_per_second"],
+            results.runtime_ab["largest_logit_difference"],
+        )
+        figures = {key: median(values) for key, values in rows.items()}
+        lines.append(
+            "- OpenVINO (median img/s, ONNX Runtime / OpenVINO defaults / OpenVINO f32): "
+            + "; ".join(
+                f"{key} {figures[f'{key} onnxruntime']:.1f} / {figures[f'{key} openvino']:.1f} / "
+                f"{figures[f'{key} openvino f32']:.1f}"
+                for key in dict.fromkeys(k.rsplit(" ", 1)[0] for k in rows if k.endswith(" onnxruntime"))
+            )
+            + f". Its defaults compute in bf16 on this CPU (logits up to {max(differences.values()):.2f} "
+            "from ONNX Runtime's, against the serving image's 1e-4 parity with PyTorch); held to f32 it "
+            "is no faster than ONNX Runtime here. Its wheel is about 180 MB: beside ONNX Runtime the image "
+            "would pass 490 MB. The serving image keeps ONNX Runtime."
+        )
+    return ["", "## Serving choices, measured", "", *lines, ""] if lines else []
+
+
+def kennel_sweep_lines(sweep: list | None) -> list[str]:
+    """Kennel's own workers x threads x batches at once, per precision (`bench.peers.sweep --only kennel`)."""
+    if not sweep:
+        return []
+    return [
+        "",
+        "Kennel's processes and threads (`python -m bench.peers.sweep --only kennel --reps 3 --out "
+        "bench/results/kennel_sweep.json`: SAGEMAKER_MODEL_SERVER_WORKERS, ONNX Runtime threads per worker "
+        "from KENNEL_CPUS, KENNEL_CONCURRENT_BATCHES; the passes interleave the configurations; the serving "
+        "image's defaults per precision come from it):",
+        "",
+        *sweep_table(sweep),
+        "",
+    ]
+
+
+def latency_lines(latency: dict | None) -> list[str]:
+    """`python -m bench.latency`'s breakdown of a lone request, when it has run."""
+    if not latency:
+        return []
+    rounds = latency["rounds"]
+    names = {
+        "decode": "JPEG header and reduced-scale decode",
+        "preprocess": "preprocessing (resize, crop, normalise)",
+        "model_b1_spin_off": "model at batch 1, ONNX Runtime threads sleeping between operators (served)",
+        "model_b1_spin_on": "model at batch 1, ONNX Runtime threads spinning",
+        "answer": "softmax, top-5, JSON",
+        "thread_hop": "one hand-off to a thread pool and back (uvloop)",
+        "sequential_bound": "sequential bound: decode + preprocessing + model + answer, one loop",
+    }
+    lines = [
+        f"Where a lone {latency['precision'].upper()} request's milliseconds go (`python -m bench.latency`, "
+        f"{len(rounds)} interleaved rounds on the shared machine; median, min-max):",
+        "",
+        "| step | ms |",
+        "|---|---|",
+    ]
+    for key, name in names.items():
+        lines.append(f"| {name} | {spread([r['steps'][key] for r in rounds], 2)} |")
+    bound = median([r["steps"]["sequential_bound"] for r in rounds])
+    lines += ["", "| served by | req/s at concurrency 1 | mean ms | p99 ms | of the sequential bound "
+              "| server CPU ms per request | server threads waiting for a CPU, ms per request |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for image in rounds[0]["served"]:
+        points = [r["served"][image] for r in rounds]
+        mean = median([p["mean_ms"] for p in points])
+        lines.append(
+            f"| {image} | {spread([p['rps'] for p in points])} | {mean:.1f} | "
+            f"{spread([p['p99'] for p in points], 0)} | {bound / mean:.2f} "
+            f"| {spread([p['server_cpu_ms'] for p in points])} "
+            f"| {spread([p['server_wait_ms'] for p in points]) if 'server_wait_ms' in points[0] else '-'} |"
+        )
+    return ["", *lines, ""]
+
+
+def runtime_lines(runtime_ab: dict | None) -> list[str]:
+    """`python -m bench.runtime_ab`'s ONNX Runtime against OpenVINO, when it has run."""
+    if not runtime_ab:
+        return []
+    rows = runtime_ab["images_per_second"]
+    versions = runtime_ab["versions"]
+    lines = [
+        f"ONNX Runtime {versions['onnxruntime']} against OpenVINO {versions['openvino']} on the same files, "
+        "in one process, 2 threads, interleaved (`python -m bench.runtime_ab`; img/s, median and min-max):",
+        "",
+        "| model | batch | ONNX Runtime (served) | OpenVINO, its defaults | OpenVINO held to f32 "
+        "| largest logit difference from ONNX Runtime: defaults / f32 |",
+        "|---|---|---|---|---|---|",
+    ]
+    differences = runtime_ab["largest_logit_difference"]
+    for key in dict.fromkeys(key.rsplit(" ", 1)[0] for key in rows if key.endswith(" onnxruntime")):
+        precision, batch = key.split()
+        lines.append(
+            f"| {precision} | {batch[1:]} | {spread(rows[f'{key} onnxruntime'])} | "
+            f"{spread(rows[f'{key} openvino'])} | {spread(rows[f'{key} openvino f32'])} | "
+            f"{differences[f'{key} openvino']:.3f} / {differences[f'{key} openvino f32']:.4f} |"
+        )
+    return ["", *lines, ""]
+
+
 def ceiling_table(serving: dict) -> list[str]:
     lines = ["| model | stage | batch | img/s |", "|---|---|---|---|"]
     for key in serving["ceilings"][0]:
@@ -509,6 +764,7 @@ def document(results: Results, figures: dict, goals: list[Goal], chart: str) -> 
         ["", "## Goals", ""],
         goal_table(goals),
         ["", "## Serving", "", f"![serving throughput and p99]({chart})", ""],
+        peer_lines(serving, results.peers_sweep),
         serving_table(serving),
         ["", "Start-up, memory and agreement (median and min-max over the repetitions):", ""],
         start_table(serving),
@@ -519,8 +775,12 @@ def document(results: Results, figures: dict, goals: list[Goal], chart: str) -> 
             "",
         ],
         ceiling_table(serving),
+        kennel_sweep_lines(results.kennel_sweep),
+        latency_lines(results.latency),
+        runtime_lines(results.runtime_ab),
         ["", "Payload sizes at concurrency 16 (phone photos; memory right after each point):", ""],
         payload_table(serving),
+        choices_lines(results),
         loadtest_lines(serving),
         ["", "Sizes:", ""],
         size_table(serving),
@@ -539,6 +799,16 @@ def document(results: Results, figures: dict, goals: list[Goal], chart: str) -> 
             "`bench/results/decode.json`"
             + (", `bench/results/gpu.json`" if gpu else "")
             + (", `bench/results/soak.json`" if soak else "")
+            + "".join(
+                f", `bench/results/{name}.json`"
+                for name, present in (
+                    ("peers_sweep", results.peers_sweep),
+                    ("kennel_sweep", results.kennel_sweep),
+                    ("latency", results.latency),
+                    ("runtime_ab", results.runtime_ab),
+                )
+                if present
+            )
             + ".",
         ],
     ]

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -161,10 +162,19 @@ def test_settings_from_sagemaker_variables():
     assert (defaults.port, defaults.workers, defaults.timeout_s, defaults.top_k) == (8080, 1, 60.0, 5)
     assert defaults.default_accept == "application/json" and not defaults.batch_mode
     assert Settings.from_env({"SAGEMAKER_BATCH": "true"}).timeout_s == 600.0
+    # Batches at once: two for fp32 and one for INT8 unless set.
+    assert (defaults.batches_at_once("fp32"), defaults.batches_at_once("int8")) == (2, 1)
+    assert Settings.from_env({"KENNEL_CONCURRENT_BATCHES": "3"}).batches_at_once("int8") == 3
 
 
 @pytest.mark.parametrize(
-    "environ", [{"SAGEMAKER_BIND_TO_PORT": "http"}, {"SAGEMAKER_MODEL_SERVER_WORKERS": "0"}]
+    "environ",
+    [
+        {"SAGEMAKER_BIND_TO_PORT": "http"},
+        {"SAGEMAKER_MODEL_SERVER_WORKERS": "0"},
+        {"KENNEL_CONCURRENT_BATCHES": "0"},
+        {"KENNEL_CONCURRENT_BATCHES": "many"},
+    ],
 )
 def test_bad_settings_name_the_variable(environ):
     with pytest.raises(SettingsError, match=next(iter(environ))):
@@ -228,3 +238,24 @@ def test_a_failing_batch_fails_its_requests_and_the_batcher_goes_on():
         return result
 
     assert int(asyncio.run(scenario())[0]) == 2
+
+
+def test_two_batches_run_at_once_when_asked_and_each_request_gets_its_own_answer():
+    both_running = threading.Barrier(2, timeout=30)
+    sizes = []
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        sizes.append(len(batch))
+        both_running.wait()  # breaks (and fails the batch) unless a second batch runs meanwhile
+        return batch * 10
+
+    async def scenario():
+        batcher = MicroBatcher(predict, max_batch_size=2, max_delay_s=0.0, concurrency=2)
+        batcher.start()
+        results = await asyncio.gather(*(batcher.submit(np.array([i])) for i in range(4)))
+        await batcher.stop()
+        return results
+
+    results = asyncio.run(scenario())
+    assert sorted(sizes) == [2, 2]
+    assert [int(r[0]) for r in results] == [0, 10, 20, 30]

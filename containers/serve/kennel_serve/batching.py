@@ -3,6 +3,8 @@
 Like Triton's and TorchServe's dynamic batchers: block for the first item, then take whatever else is queued,
 waiting at most `max_delay_s` for more, up to `max_batch_size` items. With the default delay of 0 a lone
 request is never held back; under load, requests that arrive while a batch runs form the next batch.
+With `concurrency` 2 (fp32's default, settings.CONCURRENT_BATCHES), a second batch starts while the first
+runs, and the two share ONNX Runtime's threads: docs/benchmarks.md has the measurement that chose it.
 """
 
 import asyncio
@@ -24,15 +26,19 @@ class MicroBatcher:
         max_batch_size: int,
         max_delay_s: float,
         on_batch: Callable[[int], None] = lambda size: None,
+        concurrency: int = 1,
     ) -> None:
         self._predict = predict
         self._max_batch_size = max_batch_size
         self._max_delay_s = max_delay_s
         self._on_batch = on_batch
+        self._concurrency = concurrency
         self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] = asyncio.Queue()
-        # One thread: batches run one after another, each using all of the model's intra-op threads.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+        # `concurrency` threads: with 1, batches run one after another, each using all of the model's intra-op
+        # threads; with 2, the next batch starts while one runs, and ONNX Runtime shares its threads between.
+        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="predict")
         self._task: asyncio.Task | None = None
+        self._batches: set[asyncio.Task] = set()
 
     @property
     def queue_depth(self) -> int:
@@ -45,6 +51,9 @@ class MicroBatcher:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        for task in list(self._batches):
+            task.cancel()
+        await asyncio.gather(*self._batches, return_exceptions=True)
         self._executor.shutdown(wait=True)
 
     async def submit(self, item: np.ndarray) -> np.ndarray:
@@ -71,20 +80,30 @@ class MicroBatcher:
         return [(item, future) for item, future in batch if not future.done()]
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+        # A batch is formed only when a model slot is free, so that what arrives meanwhile joins the next one.
+        slots = asyncio.Semaphore(self._concurrency)
         while True:
+            await slots.acquire()
             batch = await self._collect()
             if not batch:
+                slots.release()
                 continue
-            self._on_batch(len(batch))
-            inputs = np.stack([item for item, _ in batch])
-            try:
-                outputs = await loop.run_in_executor(self._executor, self._predict, inputs)
-                for (_, future), output in zip(batch, outputs, strict=True):
-                    if not future.done():
-                        future.set_result(output)
-            except Exception as err:  # the model's failure belongs to every request in the batch
-                log.exception("a batch of %d failed", len(batch))
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(err)
+            task = asyncio.get_running_loop().create_task(self._answer(batch))
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+            task.add_done_callback(lambda _: slots.release())
+
+    async def _answer(self, batch: list[tuple[np.ndarray, asyncio.Future]]) -> None:
+        loop = asyncio.get_running_loop()
+        self._on_batch(len(batch))
+        inputs = np.stack([item for item, _ in batch])
+        try:
+            outputs = await loop.run_in_executor(self._executor, self._predict, inputs)
+            for (_, future), output in zip(batch, outputs, strict=True):
+                if not future.done():
+                    future.set_result(output)
+        except Exception as err:  # the model's failure belongs to every request in the batch
+            log.exception("a batch of %d failed", len(batch))
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(err)

@@ -58,7 +58,11 @@ class ClassifierRuntime:
         )
         self._metrics = metrics
         self.batcher = MicroBatcher(
-            classifier.scores, settings.max_batch_size, settings.max_batch_delay_s, on_batch=self._on_batch
+            classifier.scores,
+            settings.max_batch_size,
+            settings.max_batch_delay_s,
+            on_batch=self._on_batch,
+            concurrency=settings.batches_at_once(classifier.precision),
         )
         self.load_seconds = classifier.load_seconds
 

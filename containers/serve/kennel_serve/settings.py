@@ -32,6 +32,10 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SM_MODEL_DIR": ("/opt/ml/model", "the model directory (docs/model-format.md)"),
     "KENNEL_MAX_BATCH_SIZE": ("16", "most images in one ONNX Runtime call"),
     "KENNEL_MAX_BATCH_DELAY_MS": ("0", "longest a request waits for others to join its batch"),
+    "KENNEL_CONCURRENT_BATCHES": (
+        "auto",
+        "batches the model runs at once in each worker: auto (2 for fp32, 1 for int8), or a number",
+    ),
     "KENNEL_TOP_K": ("5", "predictions per image unless the request asks (top_k=N custom attribute)"),
     "KENNEL_MAX_IMAGE_PIXELS": ("40000000", "images with more pixels are refused before decoding"),
     "KENNEL_MAX_REQUEST_PIXELS": (
@@ -45,6 +49,10 @@ VARIABLES: dict[str, tuple[str, str]] = {
     ),
 }
 PRECISIONS = ("auto", "int8", "fp32")
+# KENNEL_CONCURRENT_BATCHES=auto per served precision. fp32: a second batch running beside the first keeps
+# both cores busy while one ONNX Runtime thread waits for the other; INT8's batches are short and gain more
+# from growing. docs/benchmarks.md has the measurement.
+CONCURRENT_BATCHES = {"fp32": 2, "int8": 1}
 
 
 class SettingsError(ValueError):
@@ -83,11 +91,16 @@ class Settings:
     model_dir: Path
     max_batch_size: int
     max_batch_delay_s: float
+    concurrent_batches: int | None  # None: by precision (CONCURRENT_BATCHES)
     top_k: int
     max_image_pixels: int
     max_request_pixels: int
     cpus: int
     precision: str
+
+    def batches_at_once(self, precision: str) -> int:
+        """KENNEL_CONCURRENT_BATCHES, or its default for the precision served."""
+        return self.concurrent_batches or CONCURRENT_BATCHES[precision]
 
     @property
     def threads_per_worker(self) -> int:
@@ -121,6 +134,7 @@ class Settings:
             600.0 if batch_mode and not env.get("SAGEMAKER_MODEL_SERVER_TIMEOUT", "").strip() else None
         )
         transforms = raw("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS")
+        concurrent = raw("KENNEL_CONCURRENT_BATCHES").lower()
         values = {
             "port": number("SAGEMAKER_BIND_TO_PORT", minimum=1),
             "workers": number("SAGEMAKER_MODEL_SERVER_WORKERS", minimum=1),
@@ -136,6 +150,9 @@ class Settings:
             "model_dir": Path(raw("SM_MODEL_DIR")),
             "max_batch_size": number("KENNEL_MAX_BATCH_SIZE", minimum=1),
             "max_batch_delay_s": number("KENNEL_MAX_BATCH_DELAY_MS", float) / 1000,
+            "concurrent_batches": None
+            if concurrent == "auto"
+            else number("KENNEL_CONCURRENT_BATCHES", minimum=1),
             "top_k": number("KENNEL_TOP_K", minimum=1),
             "max_image_pixels": number("KENNEL_MAX_IMAGE_PIXELS", minimum=1),
             "max_request_pixels": number("KENNEL_MAX_REQUEST_PIXELS", minimum=1),
