@@ -33,7 +33,7 @@ from kennel_serve.codecs import ENCODERS, JSON, decode, read_header, top_predict
 from kennel_serve.model import ModelManifest
 
 from bench import serve
-from bench.standins import make_jpegs, make_model
+from bench.standins import workspace
 
 MAX_PIXELS = 40_000_000
 
@@ -159,10 +159,7 @@ def main() -> None:
     results: dict = {"precision": args.precision, "note": args.note, "rounds": []}
     with tempfile.TemporaryDirectory(prefix="kennel-latency-") as tmp:
         work = Path(tmp)
-        jpegs = make_jpegs(16)
-        body = work / "image.jpg"
-        body.write_bytes(jpegs[0])
-        model_dir = args.model_dir or make_model(work, [body])[1]
+        jpegs, body, model_dir = workspace(work, args.model_dir)
         for rep in range(args.reps):
             round_ = {"steps": steps(model_dir, args.precision, jpegs[0], args.repeats), "served": {}}
             images = args.image or []

@@ -78,3 +78,12 @@ def wait_ready(ping_url: str, predict_url: str, jpeg: bytes, started: float, tim
             pass
         time.sleep(0.02)
     raise TimeoutError(f"{predict_url} gave no prediction within {timeout_s} s")
+
+
+def workspace(work: Path, model_dir: Path | None = None) -> tuple[list[bytes], Path, Path]:
+    """What a serving run needs in `work`: 16 photo stand-ins, the first also as work/image.jpg (ab's
+    body), and a model directory: `model_dir` when given, else the stand-in model made in `work`."""
+    jpegs = make_jpegs(16)
+    body = work / "image.jpg"
+    body.write_bytes(jpegs[0])
+    return jpegs, body, model_dir or make_model(work, [body])[1]

@@ -24,7 +24,7 @@ import docker
 from bench import serve
 from bench.peers import host
 from bench.peers.host import PeerTuning
-from bench.standins import make_jpegs, make_model
+from bench.standins import workspace
 
 GRID = {
     "litserve": [
@@ -71,10 +71,7 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="kennel-sweep-") as tmp:
         work = Path(tmp)
-        jpegs = make_jpegs(16)
-        body = work / "image.jpg"
-        body.write_bytes(jpegs[0])
-        model_dir = args.model_dir or make_model(work, [body])[1]
+        jpegs, body, model_dir = workspace(work, args.model_dir)
         for _, precision in (
             (rep, p) for rep in range(args.reps) for p in args.precision or ["fp32", "int8"]
         ):
