@@ -119,6 +119,14 @@ class Run:
         """The images' tag in ECR (`release_tag`), worked out once per run."""
         return release_tag(self.stack)
 
+    @cached_property
+    def model_archive(self) -> bytes:
+        """model.tar.gz of the stack's local model directory, made once per run: pre-flight and the upload
+        both need it, and compressing a large model takes seconds."""
+        from deploy import s3  # s3 imports this module
+
+        return s3.archive(self.stack.model.dir)
+
     @property
     def partition(self) -> str:
         return self.client("sts").meta.partition

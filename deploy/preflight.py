@@ -97,7 +97,7 @@ def new_model(run: Run) -> Candidate:
         return Candidate(registry.model_data_url(run, registry.deployable(run).arn), None)
     if stack.model.training_job:
         return Candidate(s3.training_output(run, stack.model.training_job), None)
-    key = s3.model_key(run, s3.archive(stack.model.dir))
+    key = s3.model_key(run, run.model_archive)
     return Candidate(f"s3://{stack.bucket}/{key}", stack.model.dir)
 
 

@@ -101,13 +101,14 @@ def ensure_model_data(run: Run) -> str:
     stack = run.stack
     if stack.model.training_job:
         return training_output(run, stack.model.training_job)
-    return upload_model_dir(run, stack.model.dir)
+    return upload_model_dir(run, stack.model.dir, run.model_archive)
 
 
-def upload_model_dir(run: Run, model_dir: Path) -> str:
-    """The S3 URI of `model_dir`'s archive, uploaded unless the same bytes are there already."""
+def upload_model_dir(run: Run, model_dir: Path, data: bytes | None = None) -> str:
+    """The S3 URI of `model_dir`'s archive (`data`, when the caller has made it), uploaded unless the same
+    bytes are there already."""
     stack = run.stack
-    data = archive(model_dir)
+    data = archive(model_dir) if data is None else data
     key = model_key(run, data)
     s3 = run.client("s3")
     try:

@@ -1,9 +1,9 @@
-"""Tunes the peers (and Kennel's workers x threads) on this machine: each configuration afresh, a short
-warm-up, then ab at concurrency 1 and 16; prints one line per point and writes them as JSON.
+"""Tunes the peers (and Kennel's workers, threads and batches) on this machine: each configuration afresh,
+a short warm-up, then ab at concurrency 1 and 16; prints one line per point and writes them as JSON.
 
     .venv/bin/python -m bench.peers.sweep --out /tmp/sweep.json                 # both peers, both precisions
     .venv/bin/python -m bench.peers.sweep --only litserve --precision fp32 --seconds 4
-    .venv/bin/python -m bench.peers.sweep --only kennel --image kennel-serve:local   # workers x threads
+    .venv/bin/python -m bench.peers.sweep --only kennel --image kennel-serve:local   # Kennel's own grid
 
 The grid is what a user of each peer would try on two cores: one process with both cores for ONNX Runtime or
 one process per core, batches of 4 to 16, and for LitServe its batch timeout. The configurations that
@@ -44,8 +44,8 @@ GRID = {
     ],
 }
 # Kennel: SAGEMAKER_MODEL_SERVER_WORKERS x ONNX Runtime threads per worker (KENNEL_CPUS / workers) x batches
-# at once in each worker (KENNEL_CONCURRENT_BATCHES).
-KENNEL_GRID = [(1, 2, 1), (1, 2, 2), (2, 1, 1)]
+# at once in each worker (KENNEL_CONCURRENT_BATCHES) x images per batch (KENNEL_MAX_BATCH_SIZE).
+KENNEL_GRID = [(1, 2, 1, 16), (1, 2, 2, 16), (2, 1, 1, 16), (1, 2, 2, 8), (1, 2, 2, 4), (1, 2, 1, 4)]
 
 
 def measure(running: serve.Running, jpeg: bytes, body: Path, seconds: float) -> dict:
@@ -79,13 +79,15 @@ def main() -> None:
                 grid = KENNEL_GRID if kind == "kennel" else GRID[kind]
                 for config in grid:
                     if kind == "kennel":
-                        workers, threads, batches = config
+                        workers, threads, batches, batch_size = config
                         environment = {"KENNEL_PRECISION": precision,
                                        "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
                                        "KENNEL_CPUS": str(workers * threads),
-                                       "KENNEL_CONCURRENT_BATCHES": str(batches)}  # fmt: skip
+                                       "KENNEL_CONCURRENT_BATCHES": str(batches),
+                                       "KENNEL_MAX_BATCH_SIZE": str(batch_size)}  # fmt: skip
                         name = (
-                            f"Kennel {workers} worker(s) x {threads} thread(s), {batches} batch(es) at once"
+                            f"Kennel {workers} worker(s) x {threads} thread(s), {batches} batch(es) of at "
+                            f"most {batch_size} at once"
                         )
                         running = serve.start_kennel(
                             docker.from_env(),

@@ -27,9 +27,8 @@ FP32_C16_BEFORE_RPS = 29.0
 # batch 1), and Kennel at concurrency 16 within this share of the in-process ceiling.
 LONE_REQUEST_GOAL, PEER_CEILING_GOAL = 0.85, 0.9
 FP32_WHY = (
-    "fp32 runs two batches at once (KENNEL_CONCURRENT_BATCHES): with one, a batch's two ONNX Runtime threads "
-    "wait for each other whenever a decoder or the HTTP server takes one of the cores, which is how one "
-    "process per core (the peers' best) overtook it; the Kennel sweep below has the figures."
+    "Kennel's fp32 runs one batch of at most 4 images at a time, the best of its own sweep of workers, "
+    "threads, batches at once and batch size (under Serving choices)."
 )
 LONE_WHY = (
     "What a lone request pays above the bound is HTTP parsing and answering, three hand-offs between the "

@@ -1,7 +1,7 @@
 """docs/benchmarks.md from the benchmarks' results: the commands that made them, the ratios, the goals as
 judged, the tables and how it was measured."""
 
-from kennel_serve.settings import CONCURRENT_BATCHES
+from kennel_serve.settings import VARIABLES
 
 from bench.report import judge
 from bench.report.judge import LARGE_P99_GOAL_MS, LARGE_RATIO_GOAL, Goal
@@ -394,12 +394,12 @@ def choices_lines(results: Results) -> list[str]:
                 f"- {precision} at concurrency 16, medians of the Kennel sweep's passes: {described}."
             )
         lines.append(
-            "- So the serving image runs one worker with ONNX Runtime's threads = the CPUs and, by default "
-            "(KENNEL_CONCURRENT_BATCHES=auto), "
-            + ", ".join(f"{n} batch(es) at once for {p}" for p, n in CONCURRENT_BATCHES.items())
-            + ": for fp32 two overlapping batches keep both cores busy while one ONNX Runtime thread waits "
-            "for the other or for a decoder, as one process per core does, at half that memory; INT8's short "
-            "batches gain more from growing than from overlapping."
+            "- So the serving image runs one worker with ONNX Runtime's threads = the CPUs and, by default, "
+            f"{VARIABLES['KENNEL_CONCURRENT_BATCHES'][0]} batch(es) at once of at most "
+            f"{VARIABLES['KENNEL_MAX_BATCH_SIZE'][0]} images, for both precisions: one process per core (the "
+            "peers' best) served no more at twice the memory; a second batch beside the first raised the p99 "
+            "(for INT8 it added some throughput, for fp32 it took some); and a batch of 4 runs at nearly the "
+            "speed per image of 16 while holding its requests a quarter as long."
         )
     if results.latency:
         rounds = results.latency["rounds"]
@@ -454,8 +454,8 @@ def kennel_sweep_lines(sweep: list | None) -> list[str]:
         "",
         "Kennel's processes and threads (`python -m bench.peers.sweep --only kennel --reps 3 --out "
         "bench/results/kennel_sweep.json`: SAGEMAKER_MODEL_SERVER_WORKERS, ONNX Runtime threads per worker "
-        "from KENNEL_CPUS, KENNEL_CONCURRENT_BATCHES; the passes interleave the configurations; the serving "
-        "image's defaults per precision come from it):",
+        "from KENNEL_CPUS, KENNEL_CONCURRENT_BATCHES, KENNEL_MAX_BATCH_SIZE; the passes interleave the "
+        "configurations; the serving image's defaults come from it):",
         "",
         *sweep_table(sweep),
         "",

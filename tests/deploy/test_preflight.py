@@ -9,7 +9,7 @@ import boto3
 import pytest
 import torch
 
-from deploy import cli, lifecycle, preflight
+from deploy import cli, lifecycle, preflight, s3
 from deploy import stack as stack_module
 from deploy.aws import Run
 from tests.serve.conftest import TINY_LABELS, TINY_PREPROCESSING, TinyNet, write_model_dir
@@ -48,10 +48,15 @@ def release(stack_doc, write_stack, publish, serve_image):
 
 
 @pytest.mark.container
-def test_a_good_model_passes_then_is_compared_with_the_one_serving(release, tiny_model_dir, tmp_path):
+def test_a_good_model_passes_then_is_compared_with_the_one_serving(
+    release, tiny_model_dir, tmp_path, monkeypatch
+):
     planned = release(tiny_model_dir, dry_run=True)
     assert f"pre-flight: would run {tiny_model_dir} in kennel-serve:" in "\n".join(planned)
+    archived, archive = [], s3.archive
+    monkeypatch.setattr(s3, "archive", lambda folder: archived.append(folder) or archive(folder))
     lines = release(tiny_model_dir)
+    assert archived == [tiny_model_dir]  # the pre-flight and the upload share one compression
     assert f"pre-flight: {tiny_model_dir} loaded, /ping 200, 8/8 images answered" in lines
     assert not any("agreement" in line for line in lines)  # nothing served before
     assert boto3.client("sagemaker").list_endpoints()["Endpoints"]

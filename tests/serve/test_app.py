@@ -162,9 +162,8 @@ def test_settings_from_sagemaker_variables():
     assert (defaults.port, defaults.workers, defaults.timeout_s, defaults.top_k) == (8080, 1, 60.0, 5)
     assert defaults.default_accept == "application/json" and not defaults.batch_mode
     assert Settings.from_env({"SAGEMAKER_BATCH": "true"}).timeout_s == 600.0
-    # Batches at once: two for fp32 and one for INT8 unless set.
-    assert (defaults.batches_at_once("fp32"), defaults.batches_at_once("int8")) == (2, 1)
-    assert Settings.from_env({"KENNEL_CONCURRENT_BATCHES": "3"}).batches_at_once("int8") == 3
+    assert (defaults.max_batch_size, defaults.concurrent_batches) == (4, 1)
+    assert Settings.from_env({"KENNEL_CONCURRENT_BATCHES": "3"}).concurrent_batches == 3
 
 
 @pytest.mark.parametrize(
@@ -174,6 +173,7 @@ def test_settings_from_sagemaker_variables():
         {"SAGEMAKER_MODEL_SERVER_WORKERS": "0"},
         {"KENNEL_CONCURRENT_BATCHES": "0"},
         {"KENNEL_CONCURRENT_BATCHES": "many"},
+        {"KENNEL_MAX_BATCH_SIZE": "0"},
     ],
 )
 def test_bad_settings_name_the_variable(environ):

@@ -3,7 +3,7 @@
 Like Triton's and TorchServe's dynamic batchers: block for the first item, then take whatever else is queued,
 waiting at most `max_delay_s` for more, up to `max_batch_size` items. With the default delay of 0 a lone
 request is never held back; under load, requests that arrive while a batch runs form the next batch.
-With `concurrency` 2 (fp32's default, settings.CONCURRENT_BATCHES), a second batch starts while the first
+With `concurrency` 2 (KENNEL_CONCURRENT_BATCHES; the default is 1), a second batch starts while the first
 runs, and the two share ONNX Runtime's threads: docs/benchmarks.md has the measurement that chose it.
 """
 

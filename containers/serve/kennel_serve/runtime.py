@@ -62,7 +62,7 @@ class ClassifierRuntime:
             settings.max_batch_size,
             settings.max_batch_delay_s,
             on_batch=self._on_batch,
-            concurrency=settings.batches_at_once(classifier.precision),
+            concurrency=settings.concurrent_batches,
         )
         self.load_seconds = classifier.load_seconds
 

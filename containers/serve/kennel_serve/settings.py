@@ -30,12 +30,12 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SAGEMAKER_BATCH_STRATEGY": ("MULTI_RECORD", "answer of /execution-parameters"),
     "SAGEMAKER_PROGRAM": ("inference.py", "custom handler module in MODEL_DIR/code"),
     "SM_MODEL_DIR": ("/opt/ml/model", "the model directory (docs/model-format.md)"),
-    "KENNEL_MAX_BATCH_SIZE": ("16", "most images in one ONNX Runtime call"),
+    # One batch of at most 4 images at a time, for both precisions: the best or tied for throughput and p99
+    # at concurrency 16 in Kennel's sweep on an idle machine (docs/benchmarks.md). Four images run at nearly
+    # the speed per image of sixteen, and a batch of sixteen holds its requests four times as long.
+    "KENNEL_MAX_BATCH_SIZE": ("4", "most images in one ONNX Runtime call"),
     "KENNEL_MAX_BATCH_DELAY_MS": ("0", "longest a request waits for others to join its batch"),
-    "KENNEL_CONCURRENT_BATCHES": (
-        "auto",
-        "batches the model runs at once in each worker: auto (2 for fp32, 1 for int8), or a number",
-    ),
+    "KENNEL_CONCURRENT_BATCHES": ("1", "batches the model runs at once in each worker, sharing its threads"),
     "KENNEL_TOP_K": ("5", "predictions per image unless the request asks (top_k=N custom attribute)"),
     "KENNEL_MAX_IMAGE_PIXELS": ("40000000", "images with more pixels are refused before decoding"),
     "KENNEL_MAX_REQUEST_PIXELS": (
@@ -49,10 +49,6 @@ VARIABLES: dict[str, tuple[str, str]] = {
     ),
 }
 PRECISIONS = ("auto", "int8", "fp32")
-# KENNEL_CONCURRENT_BATCHES=auto per served precision. fp32: a second batch running beside the first keeps
-# both cores busy while one ONNX Runtime thread waits for the other; INT8's batches are short and gain more
-# from growing. docs/benchmarks.md has the measurement.
-CONCURRENT_BATCHES = {"fp32": 2, "int8": 1}
 
 
 class SettingsError(ValueError):
@@ -91,16 +87,12 @@ class Settings:
     model_dir: Path
     max_batch_size: int
     max_batch_delay_s: float
-    concurrent_batches: int | None  # None: by precision (CONCURRENT_BATCHES)
+    concurrent_batches: int
     top_k: int
     max_image_pixels: int
     max_request_pixels: int
     cpus: int
     precision: str
-
-    def batches_at_once(self, precision: str) -> int:
-        """KENNEL_CONCURRENT_BATCHES, or its default for the precision served."""
-        return self.concurrent_batches or CONCURRENT_BATCHES[precision]
 
     @property
     def threads_per_worker(self) -> int:
@@ -134,7 +126,6 @@ class Settings:
             600.0 if batch_mode and not env.get("SAGEMAKER_MODEL_SERVER_TIMEOUT", "").strip() else None
         )
         transforms = raw("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS")
-        concurrent = raw("KENNEL_CONCURRENT_BATCHES").lower()
         values = {
             "port": number("SAGEMAKER_BIND_TO_PORT", minimum=1),
             "workers": number("SAGEMAKER_MODEL_SERVER_WORKERS", minimum=1),
@@ -150,9 +141,7 @@ class Settings:
             "model_dir": Path(raw("SM_MODEL_DIR")),
             "max_batch_size": number("KENNEL_MAX_BATCH_SIZE", minimum=1),
             "max_batch_delay_s": number("KENNEL_MAX_BATCH_DELAY_MS", float) / 1000,
-            "concurrent_batches": None
-            if concurrent == "auto"
-            else number("KENNEL_CONCURRENT_BATCHES", minimum=1),
+            "concurrent_batches": number("KENNEL_CONCURRENT_BATCHES", minimum=1),
             "top_k": number("KENNEL_TOP_K", minimum=1),
             "max_image_pixels": number("KENNEL_MAX_IMAGE_PIXELS", minimum=1),
             "max_request_pixels": number("KENNEL_MAX_REQUEST_PIXELS", minimum=1),
