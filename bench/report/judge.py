@@ -32,7 +32,7 @@ FP32_WHY = (
 )
 LONE_WHY = (
     "Measured on an idle machine (`python -m bench.latency`, and the server's kennel_request_seconds against "
-    "ab's time): of the 4 to 5 ms a lone request pays above the bound, about 1.2 ms is outside the server "
+    "ab's time): of the 4 to 5.5 ms a lone request pays above the bound, about 1.2 ms is outside the server "
     "(ab on the same two cores, loopback TCP and the 117 KB body; a /ping round trip alone takes 0.45 ms) "
     "and the rest inside it, where a hand-off between threads measures 0.03 ms and the threads waited 0.9 "
     "ms per request for a CPU. ONNX Runtime's spinning would save 0.9 ms of the model at batch 1 on an idle "
