@@ -240,6 +240,47 @@ def test_a_failing_batch_fails_its_requests_and_the_batcher_goes_on():
     assert int(asyncio.run(scenario())[0]) == 2
 
 
+def test_a_lone_item_runs_at_once_on_the_callers_thread_when_the_model_is_idle():
+    calls, sizes = [], []
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        calls.append(threading.current_thread().name)
+        return batch * 3
+
+    batcher = MicroBatcher(predict, max_batch_size=4, max_delay_s=0.0, on_batch=sizes.append)
+    result = batcher.run_now(np.array([5]))
+    assert int(result[0]) == 15 and sizes == [1]
+    assert calls == [threading.current_thread().name]
+    # A batching delay asks requests to wait for each other: no short cut then.
+    assert MicroBatcher(predict, max_batch_size=4, max_delay_s=0.01).run_now(np.array([5])) is None
+
+
+def test_no_short_cut_while_another_item_waits_for_the_model():
+    running, release, answers = threading.Event(), threading.Event(), []
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        running.set()
+        release.wait(timeout=30)
+        return batch
+
+    async def scenario():
+        batcher = MicroBatcher(predict, max_batch_size=4, max_delay_s=0.0)
+        batcher.start()
+        pending = asyncio.ensure_future(batcher.submit(np.array([1])))
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, running.wait, 30)
+        # The submitted item's batch holds the model: a lone item from another thread must queue instead.
+        answers.append(await loop.run_in_executor(None, batcher.run_now, np.array([2])))
+        release.set()
+        await pending
+        # Once that batch is answered, the model is idle again.
+        answers.append(await loop.run_in_executor(None, batcher.run_now, np.array([3])))
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert answers[0] is None and int(answers[1][0]) == 3
+
+
 def test_two_batches_run_at_once_when_asked_and_each_request_gets_its_own_answer():
     both_running = threading.Barrier(2, timeout=30)
     sizes = []

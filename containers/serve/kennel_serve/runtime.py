@@ -80,6 +80,17 @@ class ClassifierRuntime:
             content_type, body, self.settings.max_image_pixels, self.settings.max_request_pixels
         )
 
+    def _open_one(
+        self, content_type: str | None, body: bytes
+    ) -> list[Image.Image] | tuple[np.ndarray, np.ndarray | None]:
+        """A request's images; when it holds one, that image preprocessed instead, with the model's scores
+        if the model was idle (`MicroBatcher.run_now`): a lone request then needs no further hand-off."""
+        images = self._open(content_type, body)
+        if len(images) != 1:
+            return images
+        array = self._prepare(images[0])
+        return array, self.batcher.run_now(array)
+
     def _prepare(self, image: Image.Image) -> np.ndarray:
         least_size = self.classifier.manifest.preprocessing.least_decode_size
         return self.classifier.preprocess(decode(image, least_size))
@@ -93,12 +104,16 @@ class ClassifierRuntime:
         top_k = parse_top_k(invocation.custom_attributes, self.settings.top_k)
         shape = parse_response_shape(invocation.custom_attributes, self.classifier.manifest.default_response)
         images = await loop.run_in_executor(
-            self._decoders, self._open, invocation.content_type, invocation.body
+            self._decoders, self._open_one, invocation.content_type, invocation.body
         )
-        arrays = await asyncio.gather(
-            *(loop.run_in_executor(self._decoders, self._prepare, image) for image in images)
-        )
-        scores = np.stack(await asyncio.gather(*(self.batcher.submit(array) for array in arrays)))
+        if isinstance(images, tuple):  # one image, decoded and preprocessed on the same hand-off
+            array, scores = images
+            scores = (await self.batcher.submit(array) if scores is None else scores)[np.newaxis]
+        else:
+            arrays = await asyncio.gather(
+                *(loop.run_in_executor(self._decoders, self._prepare, image) for image in images)
+            )
+            scores = np.stack(await asyncio.gather(*(self.batcher.submit(array) for array in arrays)))
         if shape == "scores":
             return SCORE_ENCODERS[response_type](scores), response_type
         predictions = top_predictions(self.classifier.probabilities(scores), self.classifier.labels, top_k)
