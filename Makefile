@@ -27,6 +27,7 @@ test: build lint
 
 # Not part of `make test`: it takes about 35 minutes (BentoML and LitServe included) and wants a quiet machine.
 bench: build
+	scripts/setup.sh loadgen
 	$(PY) -m pip install -q -r bench/requirements.txt
 	$(PY) -m bench.peers.host install
 	$(PY) -m bench.serve --out bench/results/serving.json

@@ -1,7 +1,7 @@
 """The path from the compatibility build to the default one, measured on one seed model: its handler script
 served by kennel-serve-compat (PyTorch, eager, one request at a time), the same weights through
 `convert-seed` served by kennel-serve (ONNX Runtime fp32, micro-batched), and their INT8 model. For each
-step: the image and model sizes, seconds from `docker run` to the first prediction, ab's req/s, p50 and p99
+step: the image and model sizes, seconds from `docker run` to the first prediction, wrk's req/s, p50 and p99
 at concurrency 1 and 4 (500x375 JPEGs), the container's CPU time per request (the figure that a busy shared
 machine disturbs least), and its memory after; writes raw results as JSON and prints the table that
 containers/serve/README.md quotes.
@@ -31,7 +31,7 @@ import torch
 from kennel_train import convert_seed, quantize
 
 import images
-from bench.serve import Server, run_ab, start_kennel, wait_ready, warm_up
+from bench.serve import Server, run_load, start_kennel, wait_ready, warm_up
 from bench.standins import make_jpegs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +71,7 @@ def file_mb(path: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--seconds", type=float, default=10.0, help="ab's time per concurrency")
+    parser.add_argument("--seconds", type=float, default=10.0, help="wrk's time per concurrency")
     parser.add_argument("--reps", type=int, default=2)
     args = parser.parse_args()
     client = docker.from_env()
@@ -111,7 +111,7 @@ def main() -> None:
                     run["points"] = {}
                     for concurrency in CONCURRENCY:
                         cpu = running.cpu_seconds()
-                        point = run_ab(running.predict_url, paths[0], concurrency, args.seconds)
+                        point = run_load(running.predict_url, paths[0], concurrency, args.seconds)
                         point["cpu_ms_per_request"] = (running.cpu_seconds() - cpu) * 1000 / point["requests"]
                         run["points"][concurrency] = point
                     run["memory_mb"] = running.memory_bytes() / 1e6

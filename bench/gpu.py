@@ -4,7 +4,7 @@ docs/benchmarks.md. On a machine without an NVIDIA GPU it says so and exits 0.
 
     .venv/bin/python -m bench.gpu --out bench/results/gpu.json && .venv/bin/python -m bench.report
 
-Needs what bench/serve.py needs (Docker, ab, bench/requirements.txt in .venv) plus the NVIDIA driver and
+Needs what bench/serve.py needs (Docker, wrk, bench/requirements.txt in .venv) plus the NVIDIA driver and
 the NVIDIA container toolkit (`docker run --gpus all` works). The training runs use bench/train_throughput.py
 on the host's torch; the serving runs build kennel-serve:gpu-$KENNEL_TAG with
 `--build-arg REQUIREMENTS=requirements-gpu.txt` and serve the benchmark's fp32 ResNet-50 on every GPU,
@@ -63,7 +63,7 @@ def training(images: int, batch_size: int) -> dict[str, Any]:
 
 
 def serving(seconds: float) -> dict[str, Any]:
-    """The GPU variant of the serving image, built here, on every GPU, measured with ab."""
+    """The GPU variant of the serving image, built here, on every GPU, measured with wrk."""
     import docker
 
     import images
@@ -101,7 +101,7 @@ def serving(seconds: float) -> dict[str, Any]:
             for name, body in bodies.items():
                 serve.warm_up(running.predict_url, body)
                 for concurrency in SERVING_CONCURRENCY:
-                    point = serve.run_ab(running.predict_url, body, concurrency, seconds)
+                    point = serve.run_load(running.predict_url, body, concurrency, seconds)
                     result["points"][f"{name} c{concurrency}"] = point
                     print(f"  serving {name} c={concurrency}: {point}", flush=True)
             result["memory_bytes"] = running.memory_bytes()

@@ -42,7 +42,7 @@ def main() -> None:
                 try:
                     serve.wait_ready(running, jpeg, time.perf_counter())
                     serve.warm_up(running.predict_url, body)
-                    point = serve.run_ab(running.predict_url, body, 16, args.seconds)
+                    point = serve.run_load(running.predict_url, body, 16, args.seconds)
                     point["memory_bytes"] = running.memory_bytes()
                 finally:
                     running.stop()

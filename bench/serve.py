@@ -6,18 +6,19 @@ files (bench/peers/); writes raw results as JSON.
     .venv/bin/python -m bench.serve --out bench/results/serving.json            # what make bench runs
     .venv/bin/python -m bench.serve --seconds 3 --reps 1 --out /tmp/serving.json   # a quick look
 
-Needs the built serving image (`make build`), ApacheBench (`ab`), Java 17 and bench/requirements.txt in
-.venv. The model is torchvision's ResNet-50 with random weights (seed 0) and 133 classes, written by the
-training image's own export code; TorchServe serves a TorchScript trace of the same weights; BentoML and
-LitServe serve the same ONNX files with the serving image's decoding and preprocessing, each from its own
-environment under .kennel/ (made at start when missing). Every server gets the same two cores: Kennel's
-container with `--cpus=2` on the host network, TorchServe and the peers on the host
-under `taskset -c 0-1`; all answer on 127.0.0.1 only, and ab runs on the same cores. Each repetition starts
-every server afresh (that start is the cold-start figure), warms it up, then measures concurrency 1, 4 and
-16; the repetitions interleave the servers (A B C A B C ...) and the in-process ceilings. Kennel fp32, Kennel
-INT8 and the tuned TorchServe then take the payload-size axis at concurrency 16: a 2 MP and a 12 MP photo
-stand-in (bench/photos.py). Last, `python -m deploy loadtest` with its default flags runs against a fresh
-Kennel INT8 container, next to ab's concurrency-16 figure on the same container.
+Needs the built serving image (`make build`), wrk (`scripts/setup.sh loadgen`), Java 17 and
+bench/requirements.txt in .venv. The model is torchvision's ResNet-50 with random weights (seed 0) and 133
+classes, written by the training image's own export code; TorchServe serves a TorchScript trace of the same
+weights; BentoML and LitServe serve the same ONNX files with the serving image's decoding and preprocessing,
+each from its own environment under .kennel/ (made at start when missing). Every server gets the same two
+cores: Kennel's container with `--cpus=2` on the host network, TorchServe and the peers on the host under
+`taskset -c 0-1`; all answer on 127.0.0.1 only, and the load generator (wrk, HTTP/1.1 keep-alive) runs on
+the same cores. Each repetition starts every server afresh (that start is the cold-start figure), warms it
+up, then measures concurrency 1, 4 and 16; the repetitions interleave the servers (A B C A B C ...) and the
+in-process ceilings. Kennel fp32, Kennel INT8 and the tuned TorchServe then take the payload-size axis at
+concurrency 16: a 2 MP and a 12 MP photo stand-in (bench/photos.py). Last, `python -m deploy loadtest` with
+its default flags runs against a fresh Kennel INT8 container, next to wrk's concurrency-16 figure on the
+same container.
 """
 
 import argparse
@@ -35,6 +36,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from importlib import metadata
@@ -46,6 +48,7 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import torch
+from kennel_serve.codecs import ENCODERS, JSON, decode, read_header, top_predictions
 from kennel_serve.model import ModelManifest
 from PIL import Image
 
@@ -78,6 +81,9 @@ PEERS_TUNED = {
     ("litserve", "int8"): PeerTuning("litserve", workers=2, ort_threads=1, max_batch_size=8),
 }
 CEILING_BATCHES = (1, 8)
+# Seconds of the sequential bound measured just before and just after a Kennel server's concurrency-1 point.
+BOUND_SECONDS = 3.0
+MAX_PIXELS = 40_000_000
 # The payload-size axis: phone photos as users send them (bench/photos.py), at concurrency 16, on these.
 LARGE_PAYLOADS = {"2 MP": (1632, 1224), "12 MP": (4032, 3024)}
 PAYLOAD_SERVERS = ("Kennel fp32", "Kennel INT8", "TorchServe tuned")
@@ -166,6 +172,23 @@ def pipeline(runner: ort.InferenceSession, manifest: ModelManifest, jpeg: bytes,
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
+def lone_request(runner: ort.InferenceSession, manifest: ModelManifest, jpeg: bytes) -> bytes:
+    """What the serving image does for a lone request, on one thread: the JPEG's header and its (reduced-scale
+    where possible) decode, preprocessing, the model at batch 1, softmax, the top 5 as JSON."""
+    image = decode(read_header(jpeg, MAX_PIXELS), manifest.preprocessing.least_decode_size)
+    (logits,) = runner.run(None, {manifest.input_name: manifest.preprocessing(image)[np.newaxis]})
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return ENCODERS[JSON](top_predictions(shifted / shifted.sum(axis=1, keepdims=True), manifest.labels, 5))
+
+
+def sequential_bound(model_dir: Path, precision: str, jpeg: bytes) -> Callable[[float], float]:
+    """Requests/s of `lone_request` back to back, for the seconds given, with the serving image's ONNX Runtime
+    settings: the bound that a server at concurrency 1 approaches from below."""
+    manifest = ModelManifest.read(model_dir)
+    runner = session(model_dir / manifest.models[precision])
+    return lambda seconds: images_per_second(partial(lone_request, runner, manifest, jpeg), 1, seconds)
+
+
 def ceilings(model_dir: Path, jpeg: bytes, seconds: float) -> dict[str, float]:
     """Images/s in one process, per model file and batch size: the model alone on a preprocessed batch, and
     the whole pipeline."""
@@ -189,29 +212,47 @@ def ceilings(model_dir: Path, jpeg: bytes, seconds: float) -> dict[str, float]:
     return results
 
 
-def run_ab(url: str, body: Path, concurrency: int, seconds: float) -> dict[str, float]:
-    """ApacheBench, keep-alive, for `seconds`; its own CPU time comes from getrusage of children."""
+def wrk_script(body: Path) -> Path:
+    """wrk's Lua script beside `body`: POST it as image/jpeg."""
+    lines = [
+        f"local file = assert(io.open({json.dumps(str(body))}, 'rb'))",
+        "wrk.method, wrk.body = 'POST', file:read('*a')",
+        "file:close()",
+        "wrk.headers['Content-Type'] = 'image/jpeg'",
+    ]
+    script = body.with_suffix(".lua")
+    script.write_text("\n".join(lines) + "\n")
+    return script
+
+
+def wrk_ms(out: str, percent: int) -> float:
+    """A latency percentile from wrk's --latency table, in ms."""
+    match = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
+    if match is None:  # no answer at all
+        return math.nan
+    return float(match[1]) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[match[2]]
+
+
+def run_load(url: str, body: Path, concurrency: int, seconds: float) -> dict[str, float]:
+    """wrk for `seconds`: `concurrency` HTTP/1.1 connections, each sending the next request when the last
+    is answered (closed loop), kept alive as production clients keep them. Its own CPU time comes from
+    getrusage of children. ab is not used: it speaks HTTP/1.0, and uvicorn closes an HTTP/1.0 connection
+    after every answer, so each request would pay for a new TCP connection on Kennel and on both peers."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    command = ["ab", "-q", "-k", "-t", str(seconds), "-n", "10000000", "-c", str(concurrency),
-               "-p", str(body), "-T", "image/jpeg", url]  # fmt: skip
+    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "120s",
+               "--latency", "-s", str(wrk_script(body)), url]  # fmt: skip
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    percent = {int(m[0]): float(m[1]) for m in re.findall(r"^\s+(\d+)%\s+(\d+)", out, re.M)}
-    non_2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
-    # ab counts a body whose length differs from the first one's as failed; answers to different batches
-    # can differ in their last digits, so those are counted apart, not as failures.
-    length = re.search(r"\(Connect: \d+, Receive: \d+, Length: (\d+)", out)
-    mismatched = int(length[1]) if length else 0
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {
-        "rps": float(re.search(r"Requests per second:\s+([\d.]+)", out).group(1)),
-        "requests": int(re.search(r"Complete requests:\s+(\d+)", out).group(1)),
-        "p50": percent.get(50, math.nan),  # ab prints no percentiles for fewer than two requests
-        "p99": percent.get(99, math.nan),
-        "failed": int(re.search(r"Failed requests:\s+(\d+)", out).group(1))
-        - mismatched
-        + int(non_2xx[1] if non_2xx else 0),
-        "length_mismatched": mismatched,
-        "ab_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),
+        "requests": int(re.search(r"(\d+) requests in", out)[1]),
+        "p50": wrk_ms(out, 50),
+        "p99": wrk_ms(out, 99),
+        "failed": int(non_2xx[1] if non_2xx else 0) + sum(map(int, errors.groups() if errors else ())),
+        "client_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+        "client": "wrk",  # results from before carry no such field: ab measured them
     }
 
 
@@ -293,33 +334,32 @@ def reference_top1(model_dir: Path, jpegs: list[bytes]) -> list[int]:
 def warm_up(url: str, body: Path, requests: int = 24, levels: tuple[int, ...] = (4, 16)) -> None:
     """A fixed number of requests at concurrency 4 and 16, not recorded: TorchScript's profiling executor
     optimises a model on its first calls for each batch shape, and every server gets the same count."""
-    for concurrency in levels:
-        command = [
-            "ab",
-            "-q",
-            "-k",
-            "-n",
-            str(requests),
-            "-c",
-            str(concurrency),
-            "-p",
-            str(body),
-            "-T",
-            "image/jpeg",
-            url,
-        ]
-        subprocess.run(command, capture_output=True, check=True, timeout=600)
+    data = body.read_bytes()
+    with httpx.Client(timeout=600) as client:
+
+        def post(_: int) -> None:
+            client.post(url, content=data, headers={"Content-Type": "image/jpeg"})
+
+        for concurrency in levels:
+            with ThreadPoolExecutor(max_workers=concurrency) as pool:
+                list(pool.map(post, range(requests)))
 
 
 def measure(
-    running: Running, started: float, jpegs: list[bytes], body: Path, seconds: float
-) -> dict[str, Any]:
+    running: Running, started: float, jpegs: list[bytes], body: Path, seconds: float,
+    bound: Callable[[float], float] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Cold start, top-1 agreement and each concurrency point; with `bound`, the sequential bound just
+    before and just after the concurrency-1 point, so that the two share the machine's state of the moment."""
     result = wait_ready(running, jpegs[0], started)
     result["top1"] = top1(running, jpegs[:8])
     warm_up(running.predict_url, body)
     result["points"] = {}
     for concurrency in CONCURRENCY:
-        result["points"][concurrency] = run_ab(running.predict_url, body, concurrency, seconds)
+        before = bound(BOUND_SECONDS) if bound and concurrency == 1 else None
+        result["points"][concurrency] = run_load(running.predict_url, body, concurrency, seconds)
+        if before is not None:
+            result["points"][concurrency]["sequential_bound_rps"] = (before + bound(BOUND_SECONDS)) / 2
         print(f"    c={concurrency}: {result['points'][concurrency]}", flush=True)
     result["memory_bytes"] = running.memory_bytes()
     return result
@@ -330,7 +370,7 @@ def measure_payloads(running: Running, bodies: dict[str, Path], seconds: float) 
     result: dict[str, Any] = {}
     for name, body in bodies.items():
         warm_up(running.predict_url, body, requests=PAYLOAD_CONCURRENCY, levels=(PAYLOAD_CONCURRENCY,))
-        result[name] = run_ab(running.predict_url, body, PAYLOAD_CONCURRENCY, seconds)
+        result[name] = run_load(running.predict_url, body, PAYLOAD_CONCURRENCY, seconds)
         print(f"    {name} c={PAYLOAD_CONCURRENCY}: {result[name]}", flush=True)
     result["memory_bytes"] = running.memory_bytes()
     return result
@@ -340,13 +380,13 @@ def loadtest(
     client: docker.DockerClient, image: str, model_dir: Path, server: Server, jpegs: list[bytes], body: Path,
     seconds: float, work: Path,
 ) -> dict[str, Any]:  # fmt: skip
-    """`python -m deploy loadtest` with its default flags against a fresh container, and ab's concurrency
+    """`python -m deploy loadtest` with its default flags against a fresh container, and wrk's concurrency
     16 on the same container just before it."""
     running = start_kennel(client, image, model_dir, server)
     try:
         wait_ready(running, jpegs[0], time.perf_counter())
         warm_up(running.predict_url, body)
-        ab = run_ab(running.predict_url, body, 16, seconds)
+        closed = run_load(running.predict_url, body, 16, seconds)
         stack = work / "stack.toml"
         stack.write_text((ROOT / "deploy" / "stack.example.toml").read_text())
         command = [sys.executable, "-m", "deploy", "loadtest", "--stack", str(stack), "--url",
@@ -368,8 +408,8 @@ def loadtest(
         "saturation_rps": float(saturation.group(1)) if saturation else 0.0,
         "lower_bound": "LOWER BOUND" in done.stdout,
         "seconds": elapsed,
-        "ab_c16_rps": ab["rps"],
-        "ab_c16_p99": ab["p99"],
+        "closed_c16_rps": closed["rps"],
+        "closed_c16_p99": closed["p99"],
         "output": done.stdout,
     }
 
@@ -467,6 +507,9 @@ def main() -> None:
         for rep in range(args.reps):
             for server in servers:
                 print(f"rep {rep + 1}/{args.reps}: {server.name}", flush=True)
+                bound = None
+                if server.kind == "kennel":
+                    bound = sequential_bound(model_dir, server.precision, jpegs[0])
                 started = time.perf_counter()
                 if server.kind == "kennel":
                     running = start_kennel(client, args.image, model_dir, server)
@@ -475,7 +518,7 @@ def main() -> None:
                 else:
                     running = start_torchserve(mars[server.name], server, work / f"ts-{uuid.uuid4().hex[:8]}")
                 try:
-                    run = measure(running, started, jpegs, paths[0], args.seconds)
+                    run = measure(running, started, jpegs, paths[0], args.seconds, bound)
                     if server.name in PAYLOAD_SERVERS:
                         run["payloads"] = measure_payloads(running, bodies, args.seconds)
                 finally:

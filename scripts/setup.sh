@@ -6,6 +6,7 @@
 #
 #   scripts/setup.sh            all steps
 #   scripts/setup.sh engine     one step: engine | compose | base | registry | venv | sdk | browser | axe
+#                               | loadgen (wrk, for make bench only)
 #
 # On a workstation with Docker and internet the first three steps find everything in place. On a bare
 # Debian machine without systemd or a reachable registry (our CI) they install the engine from Debian,
@@ -235,8 +236,19 @@ step_axe() {
     say "axe-core: installed $AXE_VERSION into $STATE/axe"
 }
 
+# The benchmarks' load generator (make bench and the bench/ scripts): wrk speaks HTTP/1.1 and keeps its
+# connections open, as production clients do. Not part of `all`: the tests do not need it.
+step_loadgen() {
+    if command -v wrk >/dev/null; then
+        say "load generator: wrk present"
+        return
+    fi
+    say "load generator: installing Debian's wrk"
+    apt_install wrk
+}
+
 case "${1:-all}" in
     all) step_engine; step_compose; step_base; step_registry; step_venv; step_sdk; step_browser; step_axe ;;
-    engine | compose | base | registry | venv | sdk | browser | axe) "step_$1" ;;
-    *) die "unknown step '$1' (engine | compose | base | registry | venv | sdk | browser | axe)" ;;
+    engine | compose | base | registry | venv | sdk | browser | axe | loadgen) "step_$1" ;;
+    *) die "unknown step '$1' (engine | compose | base | registry | venv | sdk | browser | axe | loadgen)" ;;
 esac

@@ -1,5 +1,5 @@
 """Tunes the peers (and Kennel's workers, threads and batches) on this machine: each configuration afresh,
-a short warm-up, then ab at concurrency 1 and 16; prints one line per point and writes them as JSON.
+a short warm-up, then wrk at concurrency 1 and 16; prints one line per point and writes them as JSON.
 
     .venv/bin/python -m bench.peers.sweep --out /tmp/sweep.json                 # both peers, both precisions
     .venv/bin/python -m bench.peers.sweep --only litserve --precision fp32 --seconds 4
@@ -51,7 +51,7 @@ KENNEL_GRID = [(1, 2, 1, 16), (1, 2, 2, 16), (2, 1, 1, 16), (1, 2, 2, 8), (1, 2,
 def measure(running: serve.Running, jpeg: bytes, body: Path, seconds: float) -> dict:
     ready = serve.wait_ready(running, jpeg, time.perf_counter())
     serve.warm_up(running.predict_url, body)
-    points = {c: serve.run_ab(running.predict_url, body, c, seconds) for c in (1, 16)}
+    points = {c: serve.run_load(running.predict_url, body, c, seconds) for c in (1, 16)}
     return {"first_prediction_s": ready["first_prediction_s"], "memory_bytes": running.memory_bytes(),
             "points": points, "load_average": os.getloadavg()[0]}  # fmt: skip
 

@@ -138,11 +138,12 @@ def loadtest_lines(serving: dict) -> list[str]:
     return [
         "",
         f"`deploy loadtest` against a fresh {test['server']} container (`{test['command']}`, every other "
-        f"flag at its default), right after ab's concurrency-16 point on the same container:",
+        f"flag at its default), right after wrk's concurrency-16 point on the same container:",
         "",
         "| load generator | req/s | note |",
         "|---|---|---|",
-        f"| ab, closed loop, concurrency 16 | {test['ab_c16_rps']:.1f} | p99 {test['ab_c16_p99']:.0f} ms |",
+        f"| wrk, closed loop, concurrency 16 | {test['closed_c16_rps']:.1f} | "
+        f"p99 {test['closed_c16_p99']:.0f} ms |",
         f"| loadtest, closed-loop probe (16 in flight) | {test['saturation_rps']:.1f} | |",
         f"| loadtest, highest sustained open-loop rate | {test['rps']:.1f} | "
         f"{'a lower bound' if test['lower_bound'] else 'bracketed'}; the run took {test['seconds']:.0f} s |",
@@ -246,17 +247,19 @@ def gpu_lines(gpu: dict | None) -> list[str]:
 
 def serving_table(serving: dict) -> list[str]:
     lines = [
-        "| server | concurrency | req/s | p50 ms | p99 ms | failed | ab CPU ms per request |",
+        "| server | concurrency | req/s | p50 ms | p99 ms | failed | wrk CPU ms per request |",
         "|---|---|---|---|---|---|---|",
     ]
     for name in serving["servers"]:
         for c in ("1", "4", "16"):
             runs = [run["points"][c] for run in serving["servers"][name]["runs"]]
-            ab_ms = 1000 * sum(r["ab_cpu_s"] for r in runs) / max(1, sum(r["requests"] for r in runs))
+            cpu = sum(r.get("client_cpu_s", r.get("ab_cpu_s", 0.0)) for r in runs)
+            client_ms = 1000 * cpu / max(1, sum(r["requests"] for r in runs))
             lines.append(
                 f"| {name} | {c} | {spread([r['rps'] for r in runs])} | "
                 f"{spread([r['p50'] for r in runs], 0)} "
-                f"| {spread([r['p99'] for r in runs], 0)} | {sum(r['failed'] for r in runs)} | {ab_ms:.2f} |"
+                f"| {spread([r['p99'] for r in runs], 0)} | {sum(r['failed'] for r in runs)} "
+                f"| {client_ms:.2f} |"
             )
     return lines
 
@@ -331,12 +334,18 @@ def sweep_table(sweep: list) -> list[str]:
     return lines
 
 
+def sweep_client(sweep: list) -> str:
+    """The load generator a sweep was measured with: wrk since its points record it, ab before."""
+    return next(iter(sweep[0]["points"].values())).get("client", "ab")
+
+
 def peer_lines(serving: dict, sweep: list | None) -> list[str]:
     """The side-by-side table with the peers and the sweep their settings come from, when they ran."""
     swept = (
         [
             "The sweep the peers' settings come from (`python -m bench.peers.sweep --out "
-            "bench/results/peers_sweep.json`: each configuration afresh, ab at concurrency 1 and 16, "
+            f"bench/results/peers_sweep.json`: each configuration afresh, {sweep_client(sweep)} at "
+            "concurrency 1 and 16, "
             f"{sweep[0]['seconds']:g} s per point, the passes interleaved, on the shared machine; the best "
             "median throughput at concurrency 16 per peer and precision is what `make bench` runs, in "
             "`PEERS_TUNED` of bench/serve.py):",
@@ -455,7 +464,8 @@ def kennel_sweep_lines(sweep: list | None) -> list[str]:
         "Kennel's processes and threads (`python -m bench.peers.sweep --only kennel --reps 3 --out "
         "bench/results/kennel_sweep.json`: SAGEMAKER_MODEL_SERVER_WORKERS, ONNX Runtime threads per worker "
         "from KENNEL_CPUS, KENNEL_CONCURRENT_BATCHES, KENNEL_MAX_BATCH_SIZE; the passes interleave the "
-        "configurations; the serving image's defaults come from it):",
+        f"configurations; {sweep_client(sweep)} at concurrency 1 and 16; the serving image's defaults come "
+        "from it):",
         "",
         *sweep_table(sweep),
         "",
@@ -486,15 +496,22 @@ def latency_lines(latency: dict | None) -> list[str]:
     for key, name in names.items():
         lines.append(f"| {name} | {spread([r['steps'][key] for r in rounds], 2)} |")
     bound = median([r["steps"]["sequential_bound"] for r in rounds])
-    lines += ["", "| served by | req/s at concurrency 1 | mean ms | p99 ms | of the sequential bound "
+    first = next(iter(rounds[0]["served"].values()), {})
+    paired = "sequential_bound_rps" in first
+    lines += ["", f"Served: {first.get('client', 'ab')} at concurrency 1 against the image's container"
+              + (", with the sequential bound measured for 3 s just before and just after each point; the "
+                 "share is the median of the rounds' paired ratios." if paired else "; the share is against "
+                 "the bound of the table above."),
+              "", "| served by | req/s at concurrency 1 | mean ms | p99 ms | of the sequential bound "
               "| server CPU ms per request | server threads waiting for a CPU, ms per request |",
               "|---|---|---|---|---|---|---|"]  # fmt: skip
     for image in rounds[0]["served"]:
         points = [r["served"][image] for r in rounds]
         mean = median([p["mean_ms"] for p in points])
+        share = median([p["rps"] / p["sequential_bound_rps"] for p in points]) if paired else bound / mean
         lines.append(
             f"| {image} | {spread([p['rps'] for p in points])} | {mean:.1f} | "
-            f"{spread([p['p99'] for p in points], 0)} | {bound / mean:.2f} "
+            f"{spread([p['p99'] for p in points], 0)} | {share:.2f} "
             f"| {spread([p['server_cpu_ms'] for p in points])} "
             f"| {spread([p['server_wait_ms'] for p in points]) if 'server_wait_ms' in points[0] else '-'} |"
         )
@@ -557,7 +574,7 @@ def machine_lines(serving: dict) -> list[str]:
         f"- {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {m['os']}; Python {m['python']}; "
         f"Docker Engine {m['docker_server']}; {m['java']}; {versions}.",
         f"- 1-minute load average {serving['load_start'][0]:.2f} at the start of the serving run and "
-        f"{serving['load_end'][0]:.2f} at its end (the machine is shared; ab, the servers and the ceilings "
+        f"{serving['load_end'][0]:.2f} at its end (the machine is shared; wrk, the servers and the ceilings "
         "ran on the same two cores).",
     ]
 
@@ -602,7 +619,9 @@ def notes(serving: dict) -> list[str]:
         "built-in `image_classifier` handler (torchvision Resize 256, CenterCrop 224, the same "
         "normalisation).",
         f"- Payload: {len(jpeg)} deterministic 500x375 JPEGs ({min(jpeg) // 1000}-{max(jpeg) // 1000} kB, "
-        "drawn with Pillow plus noise). ab sends the first one, raw `image/jpeg`, keep-alive; the first 8 "
+        "drawn with Pillow plus noise). wrk sends the first one, raw `image/jpeg`, over HTTP/1.1 connections "
+        "kept alive (ab, HTTP/1.0, would have uvicorn close the connection after every answer, a TCP "
+        "connection per request for Kennel and both peers, and not for TorchServe); the first 8 "
         "check that every server's top-1 matches the in-process reference.",
         "- Payload-size axis: a 2 MP (1632x1224) and a 12 MP (4032x3024) photo stand-in from "
         "`bench/photos.py` (natural-looking, JPEG quality 90, 4:2:0), each at concurrency 16 after 16 "
@@ -623,11 +642,9 @@ def notes(serving: dict) -> list[str]:
         "/ping is 200 only once the model is loaded and warmed.",
         "- Memory: Kennel, the container's cgroup RSS; TorchServe, the summed RSS of its process tree "
         "(JVM and workers); both right after the concurrency 16 point.",
-        "- `failed` is ab's count plus non-2xx answers. ab also counts an answer whose length differs from "
-        "the first one's as failed (TorchServe's JSON answers differ in their last digits between batches); "
-        "serve.py records those apart as `length_mismatched` where the run's JSON has that field, and the "
-        "run in this page does not (its TorchServe `failed` figures include them).",
-        "- The load generator's own CPU time (ab, from getrusage) is in the serving table, per request; "
+        "- `failed` is wrk's count of non-2xx answers and socket errors (connect, read, write, timeout after "
+        "120 s).",
+        "- The load generator's own CPU time (wrk, from getrusage) is in the serving table, per request; "
         "nothing is "
         "subtracted.",
     ]
