@@ -27,10 +27,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import docker
-import numpy as np
 import onnxruntime as ort
 import uvloop
-from kennel_serve.codecs import ENCODERS, JSON, decode, read_header, top_predictions
+from kennel_serve.codecs import decode, read_header
 from kennel_serve.model import ModelManifest
 
 from bench import serve
@@ -90,11 +89,8 @@ def steps(model_dir: Path, precision: str, jpeg: bytes, repeats: int) -> dict[st
     array = manifest.preprocessing(image)[None]
     (logits,) = quiet.run(None, {manifest.input_name: array})
 
-    def answer(scores=logits):
-        shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-        return ENCODERS[JSON](
-            top_predictions(shifted / shifted.sum(axis=1, keepdims=True), manifest.labels, 5)
-        )
+    def answer():
+        return serve.answer(logits, manifest.labels)
 
     return {
         "decode": timed_ms(decoded, repeats),

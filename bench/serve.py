@@ -177,8 +177,13 @@ def lone_request(runner: ort.InferenceSession, manifest: ModelManifest, jpeg: by
     where possible) decode, preprocessing, the model at batch 1, softmax, the top 5 as JSON."""
     image = decode(read_header(jpeg, MAX_PIXELS), manifest.preprocessing.least_decode_size)
     (logits,) = runner.run(None, {manifest.input_name: manifest.preprocessing(image)[np.newaxis]})
+    return answer(logits, manifest.labels)
+
+
+def answer(logits: np.ndarray, labels: tuple[str, ...]) -> bytes:
+    """The serving image's answer to a request: softmax, the top 5 as JSON."""
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return ENCODERS[JSON](top_predictions(shifted / shifted.sum(axis=1, keepdims=True), manifest.labels, 5))
+    return ENCODERS[JSON](top_predictions(shifted / shifted.sum(axis=1, keepdims=True), labels, 5))
 
 
 def sequential_bound(model_dir: Path, precision: str, jpeg: bytes) -> Callable[[float], float]:
