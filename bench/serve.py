@@ -71,14 +71,16 @@ SWEEP_NOTE = (
     "OMP_NUM_THREADS 2 or 1, batchSize 1 to 16, maxBatchDelay 0 to 50 ms (the figures are in bench/serve.py)"
 )
 # The peers' best configurations at concurrency 16 per precision: the highest median req/s of
-# `python -m bench.peers.sweep --seconds 5 --reps 2` on this machine (bench/results/peers_sweep.json,
+# `python -m bench.peers.sweep --seconds 5 --reps 2` on this machine with wrk (bench/results/peers_sweep.json,
 # rendered in docs/benchmarks.md). Tried: workers x ONNX Runtime threads 1x2, 2x1, 1x1, max_batch_size 4, 8,
 # 16, and for LitServe batch_timeout 0 or 10 ms. One process per core won for both peers and both precisions.
 PEERS_TUNED = {
-    ("bentoml", "fp32"): PeerTuning("bentoml", workers=2, ort_threads=1, max_batch_size=8),
+    ("bentoml", "fp32"): PeerTuning("bentoml", workers=2, ort_threads=1, max_batch_size=16),
     ("bentoml", "int8"): PeerTuning("bentoml", workers=2, ort_threads=1, max_batch_size=8),
-    ("litserve", "fp32"): PeerTuning("litserve", workers=2, ort_threads=1, max_batch_size=16),
-    ("litserve", "int8"): PeerTuning("litserve", workers=2, ort_threads=1, max_batch_size=8),
+    ("litserve", "fp32"): PeerTuning(
+        "litserve", workers=2, ort_threads=1, max_batch_size=8, batch_wait_ms=10
+    ),
+    ("litserve", "int8"): PeerTuning("litserve", workers=2, ort_threads=1, max_batch_size=16),
 }
 CEILING_BATCHES = (1, 8)
 # Seconds of the sequential bound measured just before and just after a Kennel server's concurrency-1 point.
@@ -396,9 +398,9 @@ def loadtest(
         stack.write_text((ROOT / "deploy" / "stack.example.toml").read_text())
         command = [sys.executable, "-m", "deploy", "loadtest", "--stack", str(stack), "--url",
                    running.predict_url, "--image", str(body), "--p99-ms", str(LOADTEST_P99_MS)]  # fmt: skip
-        started = time.perf_counter()
+        started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=900)
-        elapsed = time.perf_counter() - started
+        elapsed, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN)
     finally:
         running.stop()
     print(done.stderr + done.stdout, flush=True)
@@ -413,7 +415,11 @@ def loadtest(
         "saturation_rps": float(saturation.group(1)) if saturation else 0.0,
         "lower_bound": "LOWER BOUND" in done.stdout,
         "seconds": elapsed,
+        # The load test's own CPU: it runs on the server's cores, as wrk does.
+        "client_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
         "closed_c16_rps": closed["rps"],
+        "closed_c16_client_cpu_s": closed["client_cpu_s"],
+        "closed_c16_seconds": seconds,
         "closed_c16_p99": closed["p99"],
         "output": done.stdout,
     }

@@ -322,7 +322,14 @@ def payload_goals(serving: dict, memory_ab: dict | None = None) -> list[tuple[st
                 f"The loadtest's rate is the highest open-loop rate with p99 within "
                 f"{test['command'].split('--p99-ms ')[-1]} ms; wrk's is closed-loop at concurrency 16 "
                 f"(p99 {test['closed_c16_p99']:.0f} ms). Its closed-loop probe measured "
-                f"{test['saturation_rps']:.1f} req/s.",
+                f"{test['saturation_rps']:.1f} req/s."
+                + (
+                    f" The load test's own Python client used {test['client_cpu_s'] / test['seconds']:.2f} "
+                    "of the two cores on average over its run, wrk "
+                    f"{test['closed_c16_client_cpu_s'] / test['closed_c16_seconds']:.2f} during its point."
+                    if "client_cpu_s" in test
+                    else ""
+                ),
             )
         )
     return rows
