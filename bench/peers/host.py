@@ -127,7 +127,8 @@ class PeerServer:
                     process.send_signal(signal.SIGTERM)
             _, alive = psutil.wait_procs(tree, timeout=20)
             for process in alive:
-                process.kill()
+                with contextlib.suppress(psutil.NoSuchProcess):  # it may end between the wait and the kill
+                    process.kill()
             self.process.wait()
         shutil.rmtree(self.home, ignore_errors=True)
 

@@ -365,12 +365,18 @@ def peer_lines(serving: dict, sweep: list | None) -> list[str]:
         "",
         *peer_table(serving),
         "",
+        "BentoML's workers are processes that each accept their own connections, and a client that opens "
+        "its keep-alive connections at once, as wrk does, often finds all of them on one worker: its "
+        "concurrency-16 figures then range from one worker's throughput to two workers'. LitServe's HTTP "
+        "process hands every request to whichever worker is free, and Kennel's one process has one queue.",
+        "",
         *swept,
     ]
 
 
 def _sweep_medians(sweep: list, precision: str) -> dict[str, dict[str, float]]:
-    """Per configuration of one precision: median c=16 req/s and p99, c=1 req/s, and memory in MB."""
+    """Per configuration of one precision: median c=16 req/s (and its range) and p99, c=1 req/s, and memory
+    in MB."""
     groups: dict[str, list[dict]] = {}
     for row in sweep:
         if row["precision"] == precision:
@@ -378,6 +384,8 @@ def _sweep_medians(sweep: list, precision: str) -> dict[str, dict[str, float]]:
     return {
         server: {
             "rps": median([row["points"]["16"]["rps"] for row in rows]),
+            "low": min(row["points"]["16"]["rps"] for row in rows),
+            "high": max(row["points"]["16"]["rps"] for row in rows),
             "p99": median([row["points"]["16"]["p99"] for row in rows]),
             "c1": median([row["points"]["1"]["rps"] for row in rows]),
             "mb": median([row["memory_bytes"] / 1e6 for row in rows]),
@@ -395,20 +403,24 @@ def choices_lines(results: Results) -> list[str]:
             if not configs:
                 continue
             described = "; ".join(
-                f"{server.removeprefix('Kennel ')}: {f['rps']:.1f} req/s, p99 {f['p99']:.0f} ms, "
+                f"{server.removeprefix('Kennel ')}: {f['rps']:.1f} req/s ({f['low']:.1f} to "
+                f"{f['high']:.1f}), p99 {f['p99']:.0f} ms, {f['c1']:.1f} req/s at concurrency 1, "
                 f"{f['mb']:.0f} MB"
                 for server, f in configs.items()
             )
             lines.append(
-                f"- {precision} at concurrency 16, medians of the Kennel sweep's passes: {described}."
+                f"- {precision} at concurrency 16, medians (and range) of the Kennel sweep's passes: "
+                f"{described}."
             )
         lines.append(
             "- So the serving image runs one worker with ONNX Runtime's threads = the CPUs and, by default, "
             f"{VARIABLES['KENNEL_CONCURRENT_BATCHES'][0]} batch(es) at once of at most "
-            f"{VARIABLES['KENNEL_MAX_BATCH_SIZE'][0]} images, for both precisions: one process per core (the "
-            "peers' best) served no more at twice the memory; a second batch beside the first raised the p99 "
-            "(for INT8 it added some throughput, for fp32 it took some); and a batch of 4 runs at nearly the "
-            "speed per image of 16 while holding its requests a quarter as long."
+            f"{VARIABLES['KENNEL_MAX_BATCH_SIZE'][0]} images, for both precisions. Two single-threaded "
+            "workers (the peers' best) can serve more at concurrency 16, but only as far as the kernel "
+            "spreads the clients' keep-alive connections evenly between the two processes, which it does "
+            "not reliably do (their range); they give a lone request one thread instead of two and hold the "
+            "model twice. One worker has one queue for every connection. Within it, a batch of 4 holds its "
+            "requests a quarter as long as a batch of 16."
         )
     if results.latency:
         rounds = results.latency["rounds"]
