@@ -27,8 +27,8 @@ FP32_C16_BEFORE_RPS = 29.0
 # batch 1), and Kennel at concurrency 16 within this share of the in-process ceiling.
 LONE_REQUEST_GOAL, PEER_CEILING_GOAL = 0.85, 0.9
 FP32_WHY = (
-    "Kennel's fp32 runs one batch of at most 4 images at a time, the best of its own sweep of workers, "
-    "threads, batches at once and batch size (under Serving choices)."
+    "Kennel's fp32 runs one batch of at most 4 images at a time; Serving choices has its own sweep of "
+    "workers, threads, batches at once and batch size, and why one worker stays."
 )
 INT8_WHY = (
     "The peers' best INT8 configurations run two single-threaded ONNX Runtime sessions in two processes; "
