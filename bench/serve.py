@@ -240,16 +240,22 @@ def wrk_ms(out: str, percent: int) -> float:
     return float(match[1]) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[match[2]]
 
 
+def children_cpu_seconds() -> float:
+    """User plus system CPU seconds of every child process that has ended so far (wrk, the load test)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_load(url: str, body: Path, concurrency: int, seconds: float) -> dict[str, float]:
     """wrk for `seconds`: `concurrency` HTTP/1.1 connections, each sending the next request when the last
     is answered (closed loop), kept alive as production clients keep them. Its own CPU time comes from
     getrusage of children. ab is not used: it speaks HTTP/1.0, and uvicorn closes an HTTP/1.0 connection
     after every answer, so each request would pay for a new TCP connection on Kennel and on both peers."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = children_cpu_seconds()
     command = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "120s",
                "--latency", "-s", str(wrk_script(body)), url]  # fmt: skip
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu_s = children_cpu_seconds() - before
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {
@@ -258,7 +264,7 @@ def run_load(url: str, body: Path, concurrency: int, seconds: float) -> dict[str
         "p50": wrk_ms(out, 50),
         "p99": wrk_ms(out, 99),
         "failed": int(non_2xx[1] if non_2xx else 0) + sum(map(int, errors.groups() if errors else ())),
-        "client_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+        "client_cpu_s": client_cpu_s,
         "client": "wrk",  # results from before carry no such field: ab measured them
     }
 
@@ -398,9 +404,9 @@ def loadtest(
         stack.write_text((ROOT / "deploy" / "stack.example.toml").read_text())
         command = [sys.executable, "-m", "deploy", "loadtest", "--stack", str(stack), "--url",
                    running.predict_url, "--image", str(body), "--p99-ms", str(LOADTEST_P99_MS)]  # fmt: skip
-        started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        started, before = time.perf_counter(), children_cpu_seconds()
         done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=900)
-        elapsed, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN)
+        elapsed, client_cpu_s = time.perf_counter() - started, children_cpu_seconds() - before
     finally:
         running.stop()
     print(done.stderr + done.stdout, flush=True)
@@ -416,7 +422,7 @@ def loadtest(
         "lower_bound": "LOWER BOUND" in done.stdout,
         "seconds": elapsed,
         # The load test's own CPU: it runs on the server's cores, as wrk does.
-        "client_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+        "client_cpu_s": client_cpu_s,
         "closed_c16_rps": closed["rps"],
         "closed_c16_client_cpu_s": closed["client_cpu_s"],
         "closed_c16_seconds": seconds,
