@@ -229,7 +229,7 @@ def peer_goals(serving: dict) -> list[tuple[str, str, bool, str]]:
                 not short,
                 ("Short on: " + "; ".join(short) + ". " if short else "")
                 + FP32_WHY * (precision == "fp32")
-                + INT8_WHY * (precision == "int8" and bool(short))
+                + INT8_WHY * (precision == "int8" and rps[kennel] < rps[best])
                 + spread_note(serving, kennel, peers, rps[kennel]),
             )
         )
