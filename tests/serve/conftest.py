@@ -6,8 +6,12 @@ with random weights and 5 classes for parity, exported with torch.onnx as the tr
 
 import io
 import json
+import os
 import random
+import signal
 import struct
+import subprocess
+import sys
 import time
 import zlib
 from collections.abc import Iterator
@@ -27,6 +31,9 @@ from kennel_train.preprocessing import Preprocessing
 from kennel_train.synthetic import draw_image
 from PIL import Image
 
+from tests.conftest import free_port, wait_for_http
+
+ROOT = Path(__file__).resolve().parents[2]
 TINY_LABELS = ["001.cat", "002.dog", "003.fox"]
 TINY_PREPROCESSING = Preprocessing(resize=40, crop=32).to_manifest()
 PARITY_LABELS = [f"{i:03d}.breed_{i}" for i in range(1, 6)]
@@ -186,3 +193,35 @@ def assert_error(response, status: int, kind: str) -> dict:
     assert body["request_id"] == response.headers["x-request-id"]
     assert "Traceback" not in response.text
     return body
+
+
+@contextmanager
+def serve_process(model_dir: Path, tmp_path: Path, **environ: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`serve` for real on the host (uvicorn, uvloop and httptools, as in the image) on a free port; yields
+    the process and its base URL once /ping answers 200; on leaving, SIGTERM must end it with status 0."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(ROOT / "containers" / "serve"), str(ROOT), os.environ.get("PYTHONPATH", "")]
+        ),
+        "SM_MODEL_DIR": str(model_dir),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "TMPDIR": str(tmp_path),
+        **environ,
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # serve sets it up itself
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from kennel_serve.cli import main; main()"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{base}/ping", timeout=120, ok=lambda r: r.status_code == 200)
+        yield server, base
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, stderr = server.communicate(timeout=60)
+    assert server.returncode == 0, stderr.decode(errors="replace")[-3000:]

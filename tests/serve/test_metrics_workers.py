@@ -1,54 +1,28 @@
-"""/metrics with two uvicorn workers: whichever worker answers a scrape, it reports the sum over both.
+"""/metrics with two worker processes: whichever worker answers a scrape, it reports the sum over both.
 
-`serve` runs for real on the host: uvicorn with two worker processes, uvloop and httptools, as in images."""
+`serve` runs for real on the host: two uvicorn worker processes, uvloop and httptools, as in the image."""
 
-import os
 import re
-import signal
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import free_port, wait_for_http
+from tests.conftest import wait_for_http
+from tests.serve.conftest import serve_process
 
-ROOT = Path(__file__).resolve().parents[2]
 REQUESTS = 24
 
 
 @pytest.fixture
 def two_workers(tiny_model_dir, tmp_path):
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            [str(ROOT / "containers" / "serve"), str(ROOT), os.environ.get("PYTHONPATH", "")]
-        ),
-        "SM_MODEL_DIR": str(tiny_model_dir),
-        "SAGEMAKER_BIND_TO_PORT": str(port),
-        "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
-        "KENNEL_CPUS": "2",
-        "TMPDIR": str(tmp_path),
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # serve sets it up itself
-    server = subprocess.Popen(
-        [sys.executable, "-c", "from kennel_serve.cli import main; main()"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{base}/ping", timeout=120, ok=lambda r: r.status_code == 200)
+    with serve_process(tiny_model_dir, tmp_path, SAGEMAKER_MODEL_SERVER_WORKERS="2", KENNEL_CPUS="2") as (
+        _,
+        base,
+    ):
         # Both workers must have loaded the model, not just the first to answer a ping.
         wait_for_http(f"{base}/metrics", timeout=120, ok=lambda r: len(load_samples(r.text)) == 2)
         yield base
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
 
 
 def load_samples(text: str) -> list[str]:

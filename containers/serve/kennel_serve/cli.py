@@ -13,14 +13,16 @@ import argparse
 import os
 import sys
 import tempfile
+from typing import TYPE_CHECKING
 
 import uvicorn
-from fastapi import FastAPI
 
-from kennel_serve import logs
-from kennel_serve.app import create_app
+from kennel_serve import logs, workers
 from kennel_serve.metrics import MULTIPROC_DIR
 from kennel_serve.settings import VARIABLES, Settings, SettingsError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 DRAIN_SECONDS = 25
 
@@ -45,8 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     if settings.workers > 1 and not os.environ.get(MULTIPROC_DIR):
         # Set before the workers start, so that each one's prometheus_client writes to the shared folder.
         os.environ[MULTIPROC_DIR] = tempfile.mkdtemp(prefix="kennel-metrics-")
-    uvicorn.run(
-        "kennel_serve.cli:app_factory",
+    options = dict(
+        app="kennel_serve.cli:app_factory",
         factory=True,
         host="0.0.0.0",
         port=settings.port,
@@ -58,9 +60,15 @@ def main(argv: list[str] | None = None) -> None:
         loop="uvloop",
         http="httptools",
     )
+    if settings.workers > 1 and workers.supported():
+        sys.exit(workers.run(uvicorn.Config(**options), settings.workers))
+    uvicorn.run(**options)
 
 
-def app_factory() -> FastAPI:
-    """What each uvicorn worker process builds; worker processes start fresh, so each sets up its logging."""
+def app_factory() -> "FastAPI":
+    """What each worker process builds; worker processes start fresh, so each sets up its logging. Imported
+    here, so that a supervisor of several workers stays small (it never serves a request)."""
+    from kennel_serve.app import create_app
+
     logs.configure()
     return create_app()
