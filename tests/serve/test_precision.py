@@ -88,6 +88,33 @@ def test_precision_setting():
         Settings.from_env({"KENNEL_PRECISION": "fp16"})
 
 
+def test_default_workers_are_two_for_an_int8_model_each_sized_for_all_the_cpus(
+    int8_model_dir, tiny_model_dir, tmp_path
+):
+    def settings(model_dir: Path, **environ: str) -> Settings:
+        return Settings.from_env({"SM_MODEL_DIR": str(model_dir), "KENNEL_CPUS": "2", **environ})
+
+    int8 = settings(int8_model_dir)
+    assert (int8.workers, int8.threads_per_worker) == (2, 2)
+    assert settings(int8_model_dir, KENNEL_PRECISION="int8").workers == 2
+    # fp32 is twice the memory per copy, one CPU has nothing to share, and a set value is kept and splits
+    # the CPUs as before.
+    assert settings(int8_model_dir, KENNEL_PRECISION="fp32").workers == 1
+    assert settings(tiny_model_dir).workers == 1
+    assert settings(int8_model_dir, KENNEL_CPUS="1").workers == 1
+    chosen = settings(int8_model_dir, SAGEMAKER_MODEL_SERVER_WORKERS="2")
+    assert (chosen.workers, chosen.threads_per_worker) == (2, 1)
+    # A custom handler's model is of unknown size; a manifest that cannot be read is reported by one worker.
+    handler = Path(shutil.copytree(int8_model_dir, tmp_path / "handler"))
+    (handler / "code").mkdir()
+    (handler / "code" / "inference.py").write_text("")
+    assert settings(handler).workers == 1
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "manifest.json").write_text("{")
+    assert settings(tmp_path / "broken").workers == 1
+    assert settings(tmp_path / "absent").workers == 1
+
+
 def test_serve_help_lists_the_precision_setting(capsys):
     from kennel_serve.cli import main
 

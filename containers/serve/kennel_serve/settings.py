@@ -10,12 +10,18 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from kennel_common import model_format
+
 MIB = 1024 * 1024
 
 # name: (default, meaning). The defaults follow SageMaker's documented values where one exists.
 VARIABLES: dict[str, tuple[str, str]] = {
     "SAGEMAKER_BIND_TO_PORT": ("8080", "port to listen on (pipelines and multi-container endpoints set it)"),
-    "SAGEMAKER_MODEL_SERVER_WORKERS": ("1", "server processes, each with its own model copy and CPU share"),
+    "SAGEMAKER_MODEL_SERVER_WORKERS": (
+        "",
+        "server processes, each with its own model copy and an equal CPU share; unset: 2 for the built-in "
+        "classifier's INT8 model on 2 CPUs or more, each sized for all the CPUs, else 1",
+    ),
     "SAGEMAKER_MODEL_SERVER_TIMEOUT": (
         "60",
         "seconds an /invocations request may take before a 504 (600 in batch)",
@@ -73,6 +79,21 @@ def available_cpus() -> int:
     return max(1, min(cpus, math.ceil(quota))) if quota else cpus
 
 
+def default_workers(model_dir: Path, program: str, precision: str, cpus: int) -> int:
+    """Two workers for the built-in classifier's INT8 model on 2 CPUs or more, one otherwise. INT8 is light
+    enough (about 130 MB a worker) that a second copy pays: two processes decode, parse HTTP and run the model
+    without sharing one interpreter, 1.1x the requests at concurrency 16 of one worker on 2 CPUs. fp32 stays
+    at one worker (about 220 MB each), and a custom handler's model is of unknown size. A manifest that cannot
+    be read gets one worker, which reports what is wrong on /ping."""
+    if cpus < 2 or precision == "fp32" or (model_dir / "code" / program).is_file():
+        return 1
+    try:
+        manifest = model_format.ModelManifest.read(model_dir)
+    except model_format.ManifestError:
+        return 1
+    return 2 if "int8" in manifest.models else 1
+
+
 @dataclass(frozen=True)
 class Settings:
     port: int
@@ -93,11 +114,14 @@ class Settings:
     max_request_pixels: int
     cpus: int
     precision: str
+    shared_cpus: bool = False  # the workers were not set: each is sized for all the CPUs
 
     @property
     def threads_per_worker(self) -> int:
-        """Each worker process gets an equal share of the CPUs, so workers never oversubscribe them."""
-        return max(1, self.cpus // self.workers)
+        """Workers that were set get an equal share of the CPUs, so that they never oversubscribe them. The
+        default workers each get all of them: ONNX Runtime's idle threads sleep (no spinning), so a lone
+        request has every core, and under load the two share them (docs/benchmarks.md, Serving choices)."""
+        return self.cpus if self.shared_cpus else max(1, self.cpus // self.workers)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> "Settings":
@@ -126,9 +150,15 @@ class Settings:
             600.0 if batch_mode and not env.get("SAGEMAKER_MODEL_SERVER_TIMEOUT", "").strip() else None
         )
         transforms = raw("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS")
+        model_dir, program = Path(raw("SM_MODEL_DIR")), raw("SAGEMAKER_PROGRAM")
+        if raw("SAGEMAKER_MODEL_SERVER_WORKERS"):
+            workers = number("SAGEMAKER_MODEL_SERVER_WORKERS", minimum=1)
+        else:
+            workers = default_workers(model_dir, program, precision, cpus)
         values = {
             "port": number("SAGEMAKER_BIND_TO_PORT", minimum=1),
-            "workers": number("SAGEMAKER_MODEL_SERVER_WORKERS", minimum=1),
+            "workers": workers,
+            "shared_cpus": not raw("SAGEMAKER_MODEL_SERVER_WORKERS"),
             "timeout_s": timeout_s or number("SAGEMAKER_MODEL_SERVER_TIMEOUT", float, minimum=0.001),
             "max_payload_bytes": int(number("SAGEMAKER_MAX_PAYLOAD_IN_MB", float, minimum=0.001) * MIB),
             "default_accept": raw("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT").lower(),
@@ -137,8 +167,8 @@ class Settings:
             if transforms
             else cpus,
             "batch_strategy": raw("SAGEMAKER_BATCH_STRATEGY").upper(),
-            "program": raw("SAGEMAKER_PROGRAM"),
-            "model_dir": Path(raw("SM_MODEL_DIR")),
+            "program": program,
+            "model_dir": model_dir,
             "max_batch_size": number("KENNEL_MAX_BATCH_SIZE", minimum=1),
             "max_batch_delay_s": number("KENNEL_MAX_BATCH_DELAY_MS", float) / 1000,
             "concurrent_batches": number("KENNEL_CONCURRENT_BATCHES", minimum=1),
