@@ -196,9 +196,11 @@ def assert_error(response, status: int, kind: str) -> dict:
 
 
 @contextmanager
-def serve_process(model_dir: Path, tmp_path: Path, **environ: str) -> Iterator[tuple[subprocess.Popen, str]]:
+def serve_process(
+    model_dir: Path, tmp_path: Path, status: int | None = 0, **environ: str
+) -> Iterator[tuple[subprocess.Popen, str]]:
     """`serve` for real on the host (uvicorn, uvloop and httptools, as in the image) on a free port; yields
-    the process and its base URL once /ping answers 200; on leaving, SIGTERM must end it with status 0."""
+    the process and its base URL once /ping answers 200; on leaving, SIGTERM must end it with `status`."""
     port = free_port()
     env = {
         **os.environ,
@@ -224,4 +226,4 @@ def serve_process(model_dir: Path, tmp_path: Path, **environ: str) -> Iterator[t
     finally:
         server.send_signal(signal.SIGTERM)
         _, stderr = server.communicate(timeout=60)
-    assert server.returncode == 0, stderr.decode(errors="replace")[-3000:]
+    assert status is None or server.returncode == status, stderr.decode(errors="replace")[-3000:]

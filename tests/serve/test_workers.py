@@ -118,6 +118,27 @@ def test_a_worker_that_dies_is_replaced_and_the_port_keeps_answering(tiny_model_
             assert response.status_code == 200 or response.json()["type"] == "model_not_ready", response.text
 
 
+def test_workers_end_when_the_supervisor_is_killed(tiny_model_dir, tmp_path):
+    # SIGKILL leaves the supervisor no time to stop them: they see their channel close, and leave.
+    with serve_process(
+        tiny_model_dir, tmp_path, status=None, SAGEMAKER_MODEL_SERVER_WORKERS="2", KENNEL_CPUS="2"
+    ) as (server, _):
+        pids = wait_for_workers(server.pid, 2)
+        server.kill()
+        server.wait(timeout=30)
+        deadline = time.monotonic() + 60
+        while running := [pid for pid in pids if alive(pid)]:
+            assert time.monotonic() < deadline, f"workers {running} outlived their supervisor"
+            time.sleep(0.1)
+
+
+def alive(pid: int) -> bool:
+    try:  # a zombie has ended; only its parent's wait is missing
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_a_port_that_is_taken_stops_serve_with_the_reason(tiny_model_dir, tmp_path):
     port = free_port()
     with socket.socket() as taken:

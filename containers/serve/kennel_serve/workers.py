@@ -57,10 +57,10 @@ class HandedServer(uvicorn.Server):
 
         def take() -> None:
             try:
-                _, fds, _, _ = socket.recv_fds(self._channel, 1, 64)
+                message, fds, _, _ = socket.recv_fds(self._channel, 1, 64)
             except BlockingIOError:
                 return
-            if not fds:  # the supervisor is gone
+            if not message:  # the supervisor is gone
                 loop.remove_reader(self._channel)
                 self.should_exit = True
                 return
