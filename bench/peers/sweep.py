@@ -45,7 +45,9 @@ GRID = {
 }
 # Kennel: SAGEMAKER_MODEL_SERVER_WORKERS x ONNX Runtime threads per worker (KENNEL_CPUS / workers) x batches
 # at once in each worker (KENNEL_CONCURRENT_BATCHES) x images per batch (KENNEL_MAX_BATCH_SIZE).
-KENNEL_GRID = [(1, 2, 1, 16), (1, 2, 2, 16), (2, 1, 1, 16), (1, 2, 2, 8), (1, 2, 2, 4), (1, 2, 1, 4)]
+KENNEL_GRID = [
+    (1, 2, 1, 16), (1, 2, 2, 16), (2, 1, 1, 16), (1, 2, 2, 8), (1, 2, 2, 4), (1, 2, 1, 4), (2, 2, 1, 4)
+]  # fmt: skip
 
 
 def measure(running: serve.Running, jpeg: bytes, body: Path, seconds: float) -> dict:

@@ -27,17 +27,14 @@ FP32_C16_BEFORE_RPS = 29.0
 # batch 1), and Kennel at concurrency 16 within this share of the in-process ceiling.
 LONE_REQUEST_GOAL, PEER_CEILING_GOAL = 0.85, 0.9
 FP32_WHY = (
-    "Kennel's fp32 runs one batch of at most 4 images at a time; Serving choices has its own sweep of "
-    "workers, threads, batches at once and batch size, and why one worker stays."
+    "Kennel's fp32 runs one worker and one batch of at most 4 images at a time; Serving choices has its own "
+    "sweep of workers, threads, batches at once and batch size, and why fp32 keeps one worker."
 )
 INT8_WHY = (
-    "The peers' best INT8 configurations run two single-threaded ONNX Runtime sessions in two processes; "
-    "Kennel runs one session with two threads, in the one process that also parses HTTP and decodes. Two "
-    "single-threaded batches at once inside Kennel's process did not close the gap (one session with one "
-    "thread and KENNEL_CONCURRENT_BATCHES=2, alternated with the default on this host, 4 rounds: 0.98 of its "
-    "throughput at concurrency 16 and 0.76 at concurrency 1, where a lone request then gets one thread). "
-    "In one process, the INT8 model at batch 8 runs 4 to 8% faster as two single-threaded calls at once "
-    "than as one two-threaded call."
+    "Kennel INT8 runs two workers, each with two ONNX Runtime threads, and deals the connections to them in "
+    "turn (Serving choices); LitServe's best runs two single-threaded ONNX Runtime workers behind an HTTP "
+    "process that hands each request to whichever worker is free, so its workers decode and infer while "
+    "its third process parses HTTP."
 )
 LONE_WHY = (
     "The bound is bench/serve.py's `lone_request` (the decode as served, preprocessing, the model at batch "

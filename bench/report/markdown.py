@@ -368,7 +368,9 @@ def peer_lines(serving: dict, sweep: list | None) -> list[str]:
         "BentoML's workers are processes that each accept their own connections, and a client that opens "
         "its keep-alive connections at once, as wrk does, often finds all of them on one worker: its "
         "concurrency-16 figures then range from one worker's throughput to two workers'. LitServe's HTTP "
-        "process hands every request to whichever worker is free, and Kennel's one process has one queue.",
+        "process hands every request to whichever worker is free. Kennel's supervisor deals the "
+        "connections to its two INT8 workers in turn (16 connections are 8 and 8), and its one fp32 worker "
+        "has one queue for all of them.",
         "",
         *swept,
     ]
@@ -413,14 +415,17 @@ def choices_lines(results: Results) -> list[str]:
                 f"{described}."
             )
         lines.append(
-            "- So the serving image runs one worker with ONNX Runtime's threads = the CPUs and, by default, "
-            f"{VARIABLES['KENNEL_CONCURRENT_BATCHES'][0]} batch(es) at once of at most "
-            f"{VARIABLES['KENNEL_MAX_BATCH_SIZE'][0]} images, for both precisions. Two single-threaded "
-            "workers (the peers' best) can serve more at concurrency 16, but only as far as the kernel "
-            "spreads the clients' keep-alive connections evenly between the two processes, which it does "
-            "not reliably do (their range); they give a lone request one thread instead of two and hold the "
-            "model twice. One worker has one queue for every connection. Within it, a batch of 4 holds its "
-            "requests a quarter as long as a batch of 16."
+            "- So the serving image runs an INT8 model in two workers, each with ONNX Runtime's threads = "
+            "the CPUs: idle threads sleep, so a lone request has every core, and under load the two "
+            "processes decode, parse HTTP and run the model side by side instead of in one interpreter. The "
+            "supervisor deals the clients' connections to the workers in turn; with uvicorn's shared "
+            "listening socket one worker often took a whole burst of keep-alive connections. Two "
+            "single-threaded workers serve as much under load but give a lone request one thread. fp32 stays "
+            "at one worker: a second copy costs about 200 MB (over the 400 MB goal) and two fp32 workers "
+            "served less here. Both run, by "
+            f"default, {VARIABLES['KENNEL_CONCURRENT_BATCHES'][0]} batch(es) at once of at most "
+            f"{VARIABLES['KENNEL_MAX_BATCH_SIZE'][0]} images: a batch of 4 holds its requests a quarter as "
+            "long as a batch of 16."
         )
     if results.latency:
         rounds = results.latency["rounds"]
