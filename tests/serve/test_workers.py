@@ -5,6 +5,7 @@ SIGTERM ends it with 0 (serve_process checks that on leaving).
 `serve` runs for real on the host; which worker holds a connection is read from /proc, as `ss -tnp` does."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -63,6 +64,11 @@ def connections_held(pid: int, port: int) -> int:
     return held
 
 
+def load_pids(metrics: str) -> list[int]:
+    """The workers with a model load sample in a scrape, in order."""
+    return sorted(int(pid) for pid in re.findall(r'^kennel_model_load_seconds\{pid="(\d+)"\}', metrics, re.M))
+
+
 def wait_for_workers(parent: int, count: int, timeout: float = 60.0) -> list[int]:
     deadline = time.monotonic() + timeout
     while len(pids := worker_pids(parent)) != count:
@@ -94,28 +100,35 @@ def test_a_burst_of_keep_alive_connections_reaches_every_worker(tiny_model_dir, 
     assert sorted(held.values()) == [CONNECTIONS // 2] * 2, held
 
 
-def test_a_worker_that_dies_is_replaced_and_the_port_keeps_answering(tiny_model_dir, tmp_path, images):
+def test_a_worker_that_dies_is_replaced_and_no_request_meets_it_before_it_has_loaded(
+    tiny_model_dir, tmp_path, images
+):
+    def predict() -> httpx.Response:  # a fresh connection each time, dealt to the next ready worker
+        return httpx.post(
+            f"{base}/invocations",
+            content=images["square.jpg"],
+            headers={"Content-Type": "image/jpeg"},
+            timeout=60,
+        )
+
     with serve_process(tiny_model_dir, tmp_path, SAGEMAKER_MODEL_SERVER_WORKERS="2", KENNEL_CPUS="2") as (
         server,
         base,
     ):
         before = wait_for_workers(server.pid, 2)
+        wait_for_http(f"{base}/metrics", timeout=120, ok=lambda r: load_pids(r.text) == before)
         os.kill(before[0], signal.SIGKILL)
-        deadline = time.monotonic() + 60
-        while (after := worker_pids(server.pid)) == before or len(after) != 2:
+        answers, deadline = [], time.monotonic() + 60
+        # Requests go on while the replacement starts and loads: the survivor answers all of them.
+        while (after := worker_pids(server.pid)) == before or len(after) != 2 or len(answers) < 40:
             assert time.monotonic() < deadline, f"no replacement for worker {before[0]}: {after}"
-            time.sleep(0.1)
+            response = predict()
+            answers.append(response.status_code)
+            assert response.status_code == 200, response.text
         assert before[0] not in after and before[1] in after
-        wait_for_http(f"{base}/ping", timeout=60, ok=lambda r: r.status_code == 200)
-        for _ in range(8):  # fresh connections, so both workers answer some
-            response = httpx.post(
-                f"{base}/invocations",
-                content=images["square.jpg"],
-                headers={"Content-Type": "image/jpeg"},
-                timeout=60,
-            )
-            # The replacement answers 503 model_not_ready until it has loaded its copy of the model.
-            assert response.status_code == 200 or response.json()["type"] == "model_not_ready", response.text
+        # The supervisor dropped the dead worker's load sample; the replacement's appears once it has loaded.
+        wait_for_http(f"{base}/metrics", timeout=120, ok=lambda r: load_pids(r.text) == after)
+        assert all(predict().status_code == 200 for _ in range(8))
 
 
 def test_workers_end_when_the_supervisor_is_killed(tiny_model_dir, tmp_path):

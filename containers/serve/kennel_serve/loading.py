@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kennel_serve import workers
 from kennel_serve.handler import CustomHandlerRuntime, handler_path
 from kennel_serve.metrics import ServingMetrics
 from kennel_serve.model import ImageClassifier, ModelLoadError
@@ -74,6 +75,7 @@ async def load_model(state: ModelState, settings: Settings, metrics: ServingMetr
     runtime.start()
     metrics.model_load_seconds.set(runtime.load_seconds)
     state.runtime, state.status, state.reason = runtime, "ready", ""
+    workers.announce_ready()
     classifier = runtime.classifier
     log.info(
         "model ready",

@@ -71,5 +71,11 @@ class ServingMetrics:
 
     def close(self) -> None:
         """Drops this worker's live gauges from the shared files when it stops."""
-        if multiprocess_mode():
-            multiprocess.mark_process_dead(os.getpid())
+        forget_process(os.getpid())
+
+
+def forget_process(pid: int) -> None:
+    """Drops a worker's live gauges from the shared files: each worker's own `close`, or the supervisor for a
+    worker that died without one."""
+    if multiprocess_mode():
+        multiprocess.mark_process_dead(pid)

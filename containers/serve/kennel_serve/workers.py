@@ -6,7 +6,9 @@ a burst: with two workers and wrk's 16 connections, `ss -tnp` counted 16/0 in th
 idle worker's model copy went unused. A socket per worker (SO_REUSEPORT) spreads them by a hash of their
 addresses, which is only even on average: 10/6 splits were common, and the busier worker's requests waited
 longer, which showed in the p99. So here the supervisor accepts, and deals each connection to the next worker
-over a Unix socket (SCM_RIGHTS), as Node's cluster module does: 16 connections are 8 and 8.
+over a Unix socket (SCM_RIGHTS), as Node's cluster module does: 16 connections are 8 and 8. It deals only to
+workers that have loaded their model (`announce_ready`), so that one still loading, at start or after a
+restart, never answers 503 while another could answer.
 
 Each worker is a uvicorn Server that listens on nothing and serves the connections it is handed, with the
 protocol uvicorn would have made for them (`HandedServer`, written against the pinned uvicorn). The
@@ -27,6 +29,8 @@ import sys
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
+
+from kennel_serve.metrics import forget_process
 
 log = logging.getLogger("kennel_serve")
 _spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads or sockets inherited
@@ -78,7 +82,21 @@ class HandedServer(uvicorn.Server):
         await super().shutdown(sockets=sockets)
 
 
+_channel: socket.socket | None = None  # in a worker: its line to the supervisor
+
+
+def announce_ready() -> None:
+    """Tells the supervisor, where there is one, that this worker's model has loaded. It deals connections
+    only to workers that have said so (to all of them while none has, so that /ping can say why): a
+    connection never meets a worker that would answer 503 while another could answer."""
+    if _channel is not None:
+        with contextlib.suppress(OSError):
+            _channel.send(b"r")
+
+
 def _worker(config: uvicorn.Config, channel: socket.socket) -> None:
+    global _channel
+    _channel = channel
     config.configure_logging()
     HandedServer(config, channel).run()
 
@@ -86,16 +104,29 @@ def _worker(config: uvicorn.Config, channel: socket.socket) -> None:
 class _Worker:
     def __init__(self, config: uvicorn.Config, name: str) -> None:
         self.channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.channel.setblocking(False)  # a worker that stops reading must not stop the supervisor
         self.process = _spawn.Process(target=_worker, args=(config, theirs), name=name)
         self.process.start()
         theirs.close()
+        self.ready = False
 
     def hand(self, connection: socket.socket) -> bool:
         try:
             socket.send_fds(self.channel, [b"c"], [connection.fileno()])
             return True
-        except OSError:  # the worker has ended; the supervisor replaces it
+        except OSError:  # ended (the supervisor replaces it), or too far behind to take more now
             return False
+
+    def read(self) -> bool:
+        """Takes the worker's news; False once it has closed its end."""
+        try:
+            news = self.channel.recv(64)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        self.ready = self.ready or b"r" in news
+        return bool(news)
 
     def stop(self) -> None:
         self.channel.close()
@@ -113,28 +144,39 @@ def _listen(config: uvicorn.Config) -> socket.socket:
     return listener
 
 
+def _deal(listener: socket.socket, workers: list[_Worker], dealt: int) -> int:
+    """Hands every connection waiting on `listener` to the next worker that is ready; returns the count."""
+    while True:
+        try:
+            connection, _ = listener.accept()
+        except BlockingIOError:
+            return dealt
+        with connection:  # the worker holds its own copy once handed
+            order = [worker for worker in workers if worker.ready] or workers
+            for offset in range(len(order)):
+                if order[(dealt + offset) % len(order)].hand(connection):
+                    break
+        dealt += 1
+
+
 def run(config: uvicorn.Config, count: int) -> int:
     """Runs `count` server processes until SIGTERM or SIGINT; returns the exit status for `serve`."""
     listener = _listen(config)
     stopping: list[int] = []
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda number, _: stopping.append(number))
-    workers = [_Worker(config, f"worker-{index}") for index in range(count)]
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
-    turn, status = 0, 0
+    workers = [_Worker(config, f"worker-{index}") for index in range(count)]
+    for worker in workers:
+        selector.register(worker.channel, selectors.EVENT_READ, worker)
+    dealt, status = 0, 0
     while not stopping and not status:
-        for _ in selector.select(timeout=0.5):
-            while True:
-                try:
-                    connection, _ = listener.accept()
-                except BlockingIOError:
-                    break
-                with connection:  # the worker holds its own copy once handed
-                    for _ in range(count):
-                        turn = (turn + 1) % count
-                        if workers[turn].hand(connection):
-                            break
+        for key, _ in selector.select(timeout=0.5):
+            if key.data is None:
+                dealt = _deal(listener, workers, dealt)
+            elif not key.data.read():
+                selector.unregister(key.fileobj)
         for index, worker in enumerate(workers):
             if worker.process.is_alive():
                 continue
@@ -145,8 +187,12 @@ def run(config: uvicorn.Config, count: int) -> int:
             log.warning(
                 "worker %d ended with %s; starting another", worker.process.pid, worker.process.exitcode
             )
+            forget_process(worker.process.pid)
+            with contextlib.suppress(KeyError):
+                selector.unregister(worker.channel)
             worker.channel.close()
             workers[index] = _Worker(config, worker.process.name)
+            selector.register(workers[index].channel, selectors.EVENT_READ, workers[index])
     selector.close()
     listener.close()
     for worker in workers:
