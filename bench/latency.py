@@ -106,13 +106,29 @@ def steps(model_dir: Path, precision: str, jpeg: bytes, repeats: int) -> dict[st
     }
 
 
-def waiting_seconds(pid: int) -> float:
-    """Seconds the process's threads have spent runnable but waiting for a CPU (/proc/PID/task/*/schedstat,
-    second field): the scheduler's share of a request's latency, which CPU time does not show."""
-    total = 0
-    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process under it: the container's server, whether one process or a supervisor and
+    its workers."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, ValueError, IndexError):
-            total += int(stat.read_text().split()[1])
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    tree, grown = [pid], True
+    while grown:
+        children = [child for child, parent in parents.items() if parent in tree and child not in tree]
+        tree, grown = tree + children, bool(children)
+    return tree
+
+
+def waiting_seconds(pid: int) -> float:
+    """Seconds the server's threads have spent runnable but waiting for a CPU (/proc/PID/task/*/schedstat,
+    second field, over `pid`'s process tree): the scheduler's share of a request's latency, which CPU time
+    does not show."""
+    total = 0
+    for process in process_tree(pid):
+        for stat in Path(f"/proc/{process}/task").glob("*/schedstat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int(stat.read_text().split()[1])
     return total / 1e9
 
 
