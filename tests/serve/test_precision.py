@@ -112,6 +112,8 @@ def test_default_workers_are_two_for_an_int8_model_each_sized_for_all_the_cpus(
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "manifest.json").write_text("{")
     assert settings(tmp_path / "broken").workers == 1
+    (tmp_path / "broken" / "manifest.json").write_text("[]")  # JSON, but not an object
+    assert settings(tmp_path / "broken").workers == 1
     assert settings(tmp_path / "absent").workers == 1
 
 

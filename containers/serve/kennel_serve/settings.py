@@ -89,7 +89,7 @@ def default_workers(model_dir: Path, program: str, precision: str, cpus: int) ->
         return 1
     try:
         manifest = model_format.ModelManifest.read(model_dir)
-    except model_format.ManifestError:
+    except Exception:  # whatever is wrong with it, the worker's load says so on /ping; start must not fail
         return 1
     return 2 if "int8" in manifest.models else 1
 
