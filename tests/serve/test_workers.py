@@ -86,6 +86,8 @@ def test_a_burst_of_keep_alive_connections_reaches_every_worker(tiny_model_dir, 
         base,
     ):
         pids = wait_for_workers(server.pid, 2)
+        # Connections go only to workers that have loaded the model: both must have, to share the burst.
+        wait_for_http(f"{base}/metrics", timeout=120, ok=lambda r: load_pids(r.text) == pids)
         port = int(base.rsplit(":", 1)[1])
         clients = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(CONNECTIONS)]
         try:
