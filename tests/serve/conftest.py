@@ -8,6 +8,7 @@ import io
 import json
 import os
 import random
+import re
 import signal
 import struct
 import subprocess
@@ -195,13 +196,12 @@ def assert_error(response, status: int, kind: str) -> dict:
     return body
 
 
-@contextmanager
-def serve_process(
-    model_dir: Path, tmp_path: Path, status: int | None = 0, **environ: str
-) -> Iterator[tuple[subprocess.Popen, str]]:
-    """`serve` for real on the host (uvicorn, uvloop and httptools, as in the image) on a free port; yields
-    the process and its base URL once /ping answers 200; on leaving, SIGTERM must end it with `status`."""
-    port = free_port()
+SERVE = [sys.executable, "-c", "from kennel_serve.cli import main; main()"]
+
+
+def serve_environment(model_dir: Path, tmp_path: Path, port: int, **environ: str) -> dict[str, str]:
+    """The environment for `SERVE` on the host: this checkout's packages, the model, the port, and
+    `environ` on top."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(
@@ -213,9 +213,24 @@ def serve_process(
         **environ,
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # serve sets it up itself
+    return env
+
+
+def load_pids(metrics: str) -> list[int]:
+    """The workers with a model load sample in a scrape (one per live worker), in order."""
+    return sorted(int(pid) for pid in re.findall(r'^kennel_model_load_seconds\{pid="(\d+)"\}', metrics, re.M))
+
+
+@contextmanager
+def serve_process(
+    model_dir: Path, tmp_path: Path, status: int | None = 0, **environ: str
+) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`serve` for real on the host (uvicorn, uvloop and httptools, as in the image) on a free port; yields
+    the process and its base URL once /ping answers 200; on leaving, SIGTERM must end it with `status`."""
+    port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-c", "from kennel_serve.cli import main; main()"],
-        env=env,
+        SERVE,
+        env=serve_environment(model_dir, tmp_path, port, **environ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import wait_for_http
-from tests.serve.conftest import serve_process
+from tests.serve.conftest import load_pids, serve_process
 
 REQUESTS = 24
 
@@ -21,12 +21,8 @@ def two_workers(tiny_model_dir, tmp_path):
         base,
     ):
         # Both workers must have loaded the model, not just the first to answer a ping.
-        wait_for_http(f"{base}/metrics", timeout=120, ok=lambda r: len(load_samples(r.text)) == 2)
+        wait_for_http(f"{base}/metrics", timeout=120, ok=lambda r: len(load_pids(r.text)) == 2)
         yield base
-
-
-def load_samples(text: str) -> list[str]:
-    return re.findall(r'^kennel_model_load_seconds\{pid="(\d+)"\}', text, re.MULTILINE)
 
 
 def invocations_200(text: str) -> float:
@@ -54,4 +50,4 @@ def test_one_scrape_counts_the_requests_of_both_workers(two_workers, images):
         scrape = httpx.get(f"{two_workers}/metrics", timeout=30)
         assert scrape.status_code == 200
         assert invocations_200(scrape.text) == REQUESTS
-        assert len(set(load_samples(scrape.text))) == 2
+        assert len(set(load_pids(scrape.text))) == 2

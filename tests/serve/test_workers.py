@@ -5,7 +5,6 @@ SIGTERM ends it with 0 (serve_process checks that on leaving).
 `serve` runs for real on the host; which worker holds a connection is read from /proc, as `ss -tnp` does."""
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -18,7 +17,7 @@ import pytest
 from kennel_serve import workers
 
 from tests.conftest import free_port, wait_for_http
-from tests.serve.conftest import ROOT, serve_process
+from tests.serve.conftest import SERVE, load_pids, serve_environment, serve_process
 
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux" or not workers.supported(), reason="reads /proc; hands sockets over SCM_RIGHTS"
@@ -62,11 +61,6 @@ def connections_held(pid: int, port: int) -> int:
             continue
         held += target.startswith("socket:[") and target[8:-1] in inodes
     return held
-
-
-def load_pids(metrics: str) -> list[int]:
-    """The workers with a model load sample in a scrape, in order."""
-    return sorted(int(pid) for pid in re.findall(r'^kennel_model_load_seconds\{pid="(\d+)"\}', metrics, re.M))
 
 
 def wait_for_workers(parent: int, count: int, timeout: float = 60.0) -> list[int]:
@@ -160,15 +154,8 @@ def test_a_port_that_is_taken_stops_serve_with_the_reason(tiny_model_dir, tmp_pa
         taken.bind(("0.0.0.0", port))
         taken.listen()
         done = subprocess.run(
-            [sys.executable, "-c", "from kennel_serve.cli import main; main()"],
-            env={
-                **os.environ,
-                "PYTHONPATH": os.pathsep.join([str(ROOT / "containers" / "serve"), str(ROOT)]),
-                "SM_MODEL_DIR": str(tiny_model_dir),
-                "SAGEMAKER_BIND_TO_PORT": str(port),
-                "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
-                "TMPDIR": str(tmp_path),
-            },
+            SERVE,
+            env=serve_environment(tiny_model_dir, tmp_path, port, SAGEMAKER_MODEL_SERVER_WORKERS="2"),
             capture_output=True,
             text=True,
             timeout=120,
